@@ -1,0 +1,380 @@
+//! The log handle: open (with recovery), append (group-committed), read, truncate, close.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{Error, Result};
+use crate::format::{SegmentHeader, SEGMENT_HEADER_BYTES};
+use crate::fs::{FileSystem, LockGuard, StdFileSystem};
+use crate::options::Options;
+use crate::reader::LogReader;
+use crate::recovery::{recover, Action, RecoveryReport, SegmentInfo};
+use crate::stats::{LogStats, Stats};
+use crate::writer::{create_segment, request_bytes, AppendRequest, Writer};
+
+/// Name of the lock file that keeps a second process out of the directory.
+pub const LOCK_FILE_NAME: &str = "LOCK";
+
+/// One record as read back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub lsn: u64,
+    pub kind: u8,
+    pub body: Vec<u8>,
+}
+
+pub(crate) struct Shared {
+    pub fs: Arc<dyn FileSystem>,
+    pub dir: PathBuf,
+    pub options: Options,
+    /// Segments in order; the last is the one being written.
+    pub segments: Mutex<Vec<SegmentInfo>>,
+    /// The highest LSN known durable (0 when the log is empty).
+    pub durable_lsn: AtomicU64,
+    pub poisoned: Mutex<Option<String>>,
+    pub stats: Stats,
+}
+
+/// An open write-ahead log. Cheap to share behind an `Arc`; appends from many tasks are
+/// group-committed.
+pub struct Log {
+    shared: Arc<Shared>,
+    sender: Mutex<Option<mpsc::Sender<AppendRequest>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    _lock: Box<dyn LockGuard>,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log")
+            .field("dir", &self.shared.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Log {
+    /// Opens (or creates) the log in `dir` on the real file system.
+    pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<(Log, RecoveryReport)> {
+        Log::open_with(Arc::new(StdFileSystem), dir, options)
+    }
+
+    /// Opens the log through the given file system (tests pass a simulated one).
+    pub fn open_with(
+        fs: Arc<dyn FileSystem>,
+        dir: impl AsRef<Path>,
+        options: Options,
+    ) -> Result<(Log, RecoveryReport)> {
+        options.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        fs.create_dir_all(&dir)
+            .map_err(|error| Error::io("creating", &dir, error))?;
+        let lock_path = dir.join(LOCK_FILE_NAME);
+        let lock = fs.lock(&lock_path).map_err(|error| {
+            if error.kind() == std::io::ErrorKind::WouldBlock {
+                Error::Locked { dir: dir.clone() }
+            } else {
+                Error::io("locking", &lock_path, error)
+            }
+        })?;
+        let recovered = recover(
+            fs.as_ref(),
+            &dir,
+            options.record_bytes_max,
+            Action::Repair(options.recovery_mode),
+        )?;
+        let mut report = recovered.report;
+        let mut segments = recovered.segments;
+        let (file, header, segment_bytes) = match segments.last() {
+            Some(last) => {
+                let mut file = fs
+                    .open_append(&last.path)
+                    .map_err(|error| Error::io("opening", &last.path, error))?;
+                // What recovery accepted may still sit only in the page cache if the
+                // previous process was killed before its sync: make it durable before
+                // anyone acts on it.
+                file.sync_data()
+                    .map_err(|error| Error::io("syncing", &last.path, error))?;
+                fs.sync_dir(&dir)
+                    .map_err(|error| Error::io("syncing", &dir, error))?;
+                (file, last.header, last.valid_bytes)
+            }
+            None => {
+                let header = SegmentHeader {
+                    log_id: *uuid::Uuid::new_v4().as_bytes(),
+                    segment_id: 1,
+                    first_lsn: report.next_lsn,
+                    torn_window_bytes: options.batch_bytes_max as u32,
+                };
+                let (file, path) = create_segment(fs.as_ref(), &dir, &header)?;
+                segments.push(SegmentInfo {
+                    path,
+                    header,
+                    valid_bytes: SEGMENT_HEADER_BYTES as u64,
+                    records: 0,
+                });
+                report.segments = 1;
+                (file, header, SEGMENT_HEADER_BYTES as u64)
+            }
+        };
+        let next_lsn = report.next_lsn;
+        let (sender, receiver) = mpsc::channel(options.queue_depth_max);
+        let shared = Arc::new(Shared {
+            fs,
+            dir,
+            options,
+            segments: Mutex::new(segments),
+            durable_lsn: AtomicU64::new(next_lsn - 1),
+            poisoned: Mutex::new(None),
+            stats: Stats::default(),
+        });
+        let writer = Writer {
+            shared: shared.clone(),
+            file,
+            header,
+            segment_bytes,
+            next_lsn,
+            receiver,
+        };
+        let handle = std::thread::Builder::new()
+            .name("intent-log-writer".to_string())
+            .spawn(move || writer.run())
+            .map_err(|error| Error::io("spawning the writer thread for", &shared.dir, error))?;
+        let log = Log {
+            shared,
+            sender: Mutex::new(Some(sender)),
+            writer: Mutex::new(Some(handle)),
+            _lock: lock,
+        };
+        Ok((log, report))
+    }
+
+    /// Appends one record; returns its LSN once it is durable.
+    pub async fn append(&self, kind: u8, body: Vec<u8>) -> Result<u64> {
+        self.append_batch(vec![(kind, body)]).await
+    }
+
+    /// Appends records with contiguous LSNs, all in the same batch; returns the first LSN
+    /// once every one of them is durable.
+    pub async fn append_batch(&self, records: Vec<(u8, Vec<u8>)>) -> Result<u64> {
+        if records.is_empty() {
+            return Err(Error::InvalidAppend("no records"));
+        }
+        let limit = self.shared.options.record_bytes_max;
+        for (kind, body) in &records {
+            if *kind == 0 {
+                return Err(Error::InvalidAppend("record kind 0 is reserved"));
+            }
+            if body.len() > limit {
+                return Err(Error::RecordTooLarge {
+                    bytes: body.len(),
+                    limit,
+                });
+            }
+        }
+        let bytes = request_bytes(&records);
+        if bytes > self.shared.options.batch_bytes_max {
+            return Err(Error::BatchTooLarge {
+                bytes,
+                limit: self.shared.options.batch_bytes_max,
+            });
+        }
+        self.check_poisoned()?;
+        let sender = match self.sender.lock() {
+            Ok(guard) => guard.clone(),
+            Err(_) => None,
+        }
+        .ok_or(Error::Closed)?;
+        let (reply, answer) = oneshot::channel();
+        if sender
+            .send(AppendRequest {
+                records,
+                bytes,
+                reply,
+            })
+            .await
+            .is_err()
+        {
+            return Err(self.closed_or_poisoned());
+        }
+        match answer.await {
+            Ok(result) => result,
+            Err(_) => Err(self.closed_or_poisoned()),
+        }
+    }
+
+    /// Encodes `value` with [`crate::codec::encode`] and appends it.
+    pub async fn append_typed<T: serde::Serialize>(&self, kind: u8, value: &T) -> Result<u64> {
+        self.append(kind, crate::codec::encode(value)?).await
+    }
+
+    fn check_poisoned(&self) -> Result<()> {
+        match self.shared.poisoned.lock() {
+            Ok(guard) => match guard.as_ref() {
+                Some(cause) => Err(Error::Poisoned {
+                    cause: cause.clone(),
+                }),
+                None => Ok(()),
+            },
+            Err(_) => Err(Error::Poisoned {
+                cause: "internal lock poisoned".to_string(),
+            }),
+        }
+    }
+
+    fn closed_or_poisoned(&self) -> Error {
+        match self.check_poisoned() {
+            Err(error) => error,
+            Ok(()) => Error::Closed,
+        }
+    }
+
+    /// True once a write or sync failed; the log then refuses every append (G7).
+    pub fn is_poisoned(&self) -> bool {
+        self.check_poisoned().is_err()
+    }
+
+    /// The highest durable LSN (0 for an empty log).
+    pub fn durable_lsn(&self) -> u64 {
+        self.shared.durable_lsn.load(Ordering::Acquire)
+    }
+
+    /// The oldest LSN still stored.
+    pub fn first_lsn(&self) -> u64 {
+        self.segments_snapshot()
+            .first()
+            .map(|segment| segment.header.first_lsn)
+            .unwrap_or(1)
+    }
+
+    /// Reads verified records from `lsn` up to the durable end as of this call. Blocking
+    /// I/O: call it from a blocking context (e.g. `spawn_blocking`) in async code.
+    pub fn read_from(&self, lsn: u64) -> Result<LogReader> {
+        let segments = self.segments_snapshot();
+        let first_available = segments
+            .first()
+            .map(|segment| segment.header.first_lsn)
+            .unwrap_or(1);
+        if lsn < first_available {
+            return Err(Error::Truncated {
+                requested: lsn,
+                first_available,
+            });
+        }
+        Ok(LogReader::new(
+            self.shared.fs.clone(),
+            segments,
+            lsn,
+            self.durable_lsn(),
+            self.shared.options.record_bytes_max,
+        ))
+    }
+
+    fn segments_snapshot(&self) -> Vec<SegmentInfo> {
+        match self.shared.segments.lock() {
+            Ok(segments) => segments.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Deletes every segment whose records are all below `lsn` (never the active one),
+    /// oldest first, syncing the directory after each removal so the survivors always form
+    /// a contiguous run. Returns how many segments were deleted.
+    pub fn truncate_before(&self, lsn: u64) -> Result<usize> {
+        let doomed: Vec<PathBuf> = {
+            let mut segments = self.shared.segments.lock().map_err(|_| Error::Poisoned {
+                cause: "internal lock poisoned".to_string(),
+            })?;
+            let mut count = 0;
+            while count + 1 < segments.len() && segments[count + 1].header.first_lsn <= lsn {
+                count += 1;
+            }
+            segments
+                .drain(..count)
+                .map(|segment| segment.path)
+                .collect()
+        };
+        for path in &doomed {
+            self.shared
+                .fs
+                .remove(path)
+                .map_err(|error| Error::io("removing", path, error))?;
+            self.shared
+                .fs
+                .sync_dir(&self.shared.dir)
+                .map_err(|error| Error::io("syncing", &self.shared.dir, error))?;
+        }
+        Ok(doomed.len())
+    }
+
+    /// Counters and latency histograms of the writer.
+    pub fn stats(&self) -> LogStats {
+        let segments = self.segments_snapshot();
+        self.shared.stats.snapshot(
+            segments.len(),
+            segments.iter().map(|segment| segment.valid_bytes).sum(),
+        )
+    }
+
+    /// The directory of this log.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// Stops accepting appends, lets the writer finish what is queued, and waits for it.
+    pub fn close(&self) {
+        if let Ok(mut sender) = self.sender.lock() {
+            sender.take();
+        }
+        let handle = match self.writer.lock() {
+            Ok(mut writer) => writer.take(),
+            Err(_) => None,
+        };
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Verifies a log directory without changing anything (no lock taken, nothing cut).
+/// A torn tail is reported in the result; corruption is an error naming file and offset.
+pub fn verify(dir: impl AsRef<Path>, record_bytes_max: usize) -> Result<RecoveryReport> {
+    verify_with(&StdFileSystem, dir.as_ref(), record_bytes_max)
+}
+
+/// [`verify`] through the given file system.
+pub fn verify_with(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    record_bytes_max: usize,
+) -> Result<RecoveryReport> {
+    recover(fs, dir, record_bytes_max, Action::VerifyOnly).map(|recovered| recovered.report)
+}
+
+/// Reads a log directory without opening it for writing (for `wal dump` and tools): every
+/// verified record from `from_lsn`, stopping before a torn tail; corruption is an error.
+pub fn read_dir(
+    fs: Arc<dyn FileSystem>,
+    dir: &Path,
+    from_lsn: u64,
+    record_bytes_max: usize,
+) -> Result<LogReader> {
+    let recovered = recover(fs.as_ref(), dir, record_bytes_max, Action::VerifyOnly)?;
+    let last = recovered.report.next_lsn.saturating_sub(1);
+    Ok(LogReader::new(
+        fs,
+        recovered.segments,
+        from_lsn,
+        last,
+        record_bytes_max,
+    ))
+}

@@ -1,0 +1,108 @@
+//! What a caller chooses when opening a log: durability, recovery strictness and limits.
+
+use crate::error::{Error, Result};
+use crate::format::{FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES};
+
+/// The largest record body the log accepts by default (1 MiB).
+pub const RECORD_BYTES_MAX_DEFAULT: usize = 1 << 20;
+/// The hard ceiling for `record_bytes_max` (16 MiB): the frame's length field is checked
+/// against it before anything is allocated.
+pub const RECORD_BYTES_MAX_LIMIT: usize = 16 << 20;
+/// The largest batch (one write and one sync) by default (4 MiB).
+pub const BATCH_BYTES_MAX_DEFAULT: usize = 4 << 20;
+/// Segments rotate when the next batch would take them past this size (64 MiB).
+pub const SEGMENT_BYTES_DEFAULT: u64 = 64 << 20;
+/// How many append calls may wait for the writer before appenders are slowed down.
+pub const QUEUE_DEPTH_MAX_DEFAULT: usize = 64 * 1024;
+
+const _: () = assert!(RECORD_BYTES_MAX_DEFAULT <= RECORD_BYTES_MAX_LIMIT);
+const _: () = assert!(RECORD_BYTES_MAX_DEFAULT + FRAME_HEADER_BYTES <= BATCH_BYTES_MAX_DEFAULT);
+const _: () =
+    assert!(BATCH_BYTES_MAX_DEFAULT as u64 + SEGMENT_HEADER_BYTES as u64 <= SEGMENT_BYTES_DEFAULT);
+const _: () = assert!(BATCH_BYTES_MAX_DEFAULT <= u32::MAX as usize);
+
+/// How an append is made durable before it is acknowledged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SyncMode {
+    /// `fdatasync` after every batch: data and the metadata needed to read it back.
+    #[default]
+    Data,
+    /// `fsync` after every batch: also flushes metadata such as timestamps. Slower.
+    All,
+    /// No sync at all. **For benchmarks only**: an acknowledged record can be lost on a
+    /// crash, which breaks the contract (G1). Never use it where money moves.
+    NoSyncBenchmarkOnly,
+}
+
+/// What `open` does with bytes that do not verify.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RecoveryMode {
+    /// Cut an invalid suffix of the last segment that lies within its last batch window
+    /// (a torn tail from a crash), sync, and report it. Anything else is corruption.
+    #[default]
+    TolerateTornTail,
+    /// Refuse to open if any byte does not verify, even a torn tail.
+    Absolute,
+    /// Operator-only: keep the valid prefix and move everything from the first bad byte on
+    /// into `salvage-<unix time>/` beside the log, then open. Loses the moved records.
+    Salvage,
+}
+
+/// Options for [`crate::Log::open`].
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub sync_mode: SyncMode,
+    pub recovery_mode: RecoveryMode,
+    /// Segments rotate before the next batch would take them past this size.
+    pub segment_bytes: u64,
+    /// Largest body of one record.
+    pub record_bytes_max: usize,
+    /// Largest batch written and synced at once; it is also the torn-tail window recorded
+    /// in each segment header.
+    pub batch_bytes_max: usize,
+    /// Append calls waiting for the writer before `append` waits for room.
+    pub queue_depth_max: usize,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            sync_mode: SyncMode::default(),
+            recovery_mode: RecoveryMode::default(),
+            segment_bytes: SEGMENT_BYTES_DEFAULT,
+            record_bytes_max: RECORD_BYTES_MAX_DEFAULT,
+            batch_bytes_max: BATCH_BYTES_MAX_DEFAULT,
+            queue_depth_max: QUEUE_DEPTH_MAX_DEFAULT,
+        }
+    }
+}
+
+impl Options {
+    pub(crate) fn validate(&self) -> Result<()> {
+        let fail = |why: String| Err(Error::InvalidOptions(why));
+        if self.record_bytes_max == 0 || self.record_bytes_max > RECORD_BYTES_MAX_LIMIT {
+            return fail(format!(
+                "record_bytes_max must be in 1..={RECORD_BYTES_MAX_LIMIT}, got {}",
+                self.record_bytes_max
+            ));
+        }
+        if self.batch_bytes_max < self.record_bytes_max + FRAME_HEADER_BYTES
+            || self.batch_bytes_max > u32::MAX as usize
+        {
+            return fail(format!(
+                "batch_bytes_max ({}) must hold one largest record ({} + {FRAME_HEADER_BYTES} header bytes) and fit in 32 bits",
+                self.batch_bytes_max, self.record_bytes_max
+            ));
+        }
+        if self.segment_bytes < (self.batch_bytes_max + SEGMENT_HEADER_BYTES) as u64 {
+            return fail(format!(
+                "segment_bytes ({}) must hold one largest batch ({}) plus the segment header",
+                self.segment_bytes, self.batch_bytes_max
+            ));
+        }
+        if self.queue_depth_max == 0 {
+            return fail("queue_depth_max must be at least 1".to_string());
+        }
+        Ok(())
+    }
+}

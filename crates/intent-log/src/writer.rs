@@ -1,0 +1,219 @@
+//! The group-commit writer: one thread owns the active segment. Appenders queue their
+//! records; the writer takes everything queued (up to `batch_bytes_max`), writes it with one
+//! `write` and makes it durable with one sync, then answers every waiter. There is no
+//! artificial delay: while one sync runs, the next batch fills by itself.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{Error, Result};
+use crate::format::{
+    encode_frame, frame_bytes, segment_file_name, SegmentHeader, SEGMENT_HEADER_BYTES,
+};
+use crate::fs::{FileSystem, WritableFile};
+use crate::log::Shared;
+use crate::options::SyncMode;
+use crate::recovery::SegmentInfo;
+
+/// One append call: its records and where to send the first LSN.
+pub(crate) struct AppendRequest {
+    pub records: Vec<(u8, Vec<u8>)>,
+    pub bytes: usize,
+    pub reply: oneshot::Sender<Result<u64>>,
+}
+
+pub(crate) struct Writer {
+    pub shared: Arc<Shared>,
+    pub file: Box<dyn WritableFile>,
+    pub header: SegmentHeader,
+    pub segment_bytes: u64,
+    pub next_lsn: u64,
+    pub receiver: mpsc::Receiver<AppendRequest>,
+}
+
+impl Writer {
+    pub(crate) fn run(mut self) {
+        let mut buffer: Vec<u8> = Vec::with_capacity(64 * 1024);
+        let mut batch: Vec<AppendRequest> = Vec::new();
+        let mut carried: Option<AppendRequest> = None;
+        let batch_bytes_max = self.shared.options.batch_bytes_max;
+        loop {
+            let first = match carried.take() {
+                Some(request) => request,
+                None => match self.receiver.blocking_recv() {
+                    Some(request) => request,
+                    None => return, // every sender is gone: the log was closed.
+                },
+            };
+            let mut batch_bytes = first.bytes;
+            batch.push(first);
+            while batch_bytes < batch_bytes_max {
+                match self.receiver.try_recv() {
+                    Ok(request) => {
+                        if batch_bytes + request.bytes > batch_bytes_max {
+                            carried = Some(request);
+                            break;
+                        }
+                        batch_bytes += request.bytes;
+                        batch.push(request);
+                    }
+                    Err(_) => break,
+                }
+            }
+            if let Err(error) = self.commit(&mut buffer, &batch, batch_bytes) {
+                self.poison(error, &mut batch, carried.take());
+                return;
+            }
+            let mut lsn = self.next_lsn;
+            for request in batch.drain(..) {
+                let count = request.records.len() as u64;
+                // The appender may have given up waiting; the records are durable anyway.
+                let _ = request.reply.send(Ok(lsn));
+                lsn += count;
+            }
+            self.next_lsn = lsn;
+        }
+    }
+
+    /// Writes and syncs one batch. On success every record in it is durable.
+    fn commit(
+        &mut self,
+        buffer: &mut Vec<u8>,
+        batch: &[AppendRequest],
+        batch_bytes: usize,
+    ) -> Result<()> {
+        if self.segment_bytes + batch_bytes as u64 > self.shared.options.segment_bytes
+            && self.segment_bytes > SEGMENT_HEADER_BYTES as u64
+        {
+            self.rotate()?;
+        }
+        buffer.clear();
+        let seed = self.header.frame_hasher();
+        let mut lsn = self.next_lsn;
+        let mut records = 0u64;
+        for request in batch {
+            for (kind, body) in &request.records {
+                encode_frame(buffer, &seed, lsn, *kind, body);
+                lsn += 1;
+                records += 1;
+            }
+        }
+        let path = self
+            .shared
+            .dir
+            .join(segment_file_name(self.header.first_lsn));
+        self.file
+            .write_all(buffer)
+            .map_err(|error| Error::io("writing", &path, error))?;
+        let sync_started = Instant::now();
+        sync(self.file.as_mut(), self.shared.options.sync_mode, &path)?;
+        let stats = &self.shared.stats;
+        stats.record_sync(sync_started.elapsed(), records);
+        stats
+            .bytes
+            .fetch_add(buffer.len() as u64, Ordering::Relaxed);
+        self.segment_bytes += buffer.len() as u64;
+        self.shared.durable_lsn.store(lsn - 1, Ordering::Release);
+        if let Ok(mut segments) = self.shared.segments.lock() {
+            if let Some(last) = segments.last_mut() {
+                last.valid_bytes = self.segment_bytes;
+                last.records += records;
+            }
+        }
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> Result<()> {
+        let header = SegmentHeader {
+            log_id: self.header.log_id,
+            segment_id: self.header.segment_id + 1,
+            first_lsn: self.next_lsn,
+            torn_window_bytes: self.shared.options.batch_bytes_max as u32,
+        };
+        let (file, path) = create_segment(self.shared.fs.as_ref(), &self.shared.dir, &header)?;
+        self.file = file;
+        self.header = header;
+        self.segment_bytes = SEGMENT_HEADER_BYTES as u64;
+        if let Ok(mut segments) = self.shared.segments.lock() {
+            segments.push(SegmentInfo {
+                path,
+                header,
+                valid_bytes: SEGMENT_HEADER_BYTES as u64,
+                records: 0,
+            });
+        }
+        Ok(())
+    }
+
+    /// G7: after a failed write or sync nothing more is acknowledged. Every waiter gets the
+    /// error; the queue is closed and drained so later appends fail at once.
+    fn poison(
+        &mut self,
+        error: Error,
+        batch: &mut Vec<AppendRequest>,
+        carried: Option<AppendRequest>,
+    ) {
+        let cause = error.to_string();
+        tracing::error!(%cause, "the intent log is poisoned: a write or sync failed; no further append will be acknowledged");
+        if let Ok(mut poisoned) = self.shared.poisoned.lock() {
+            *poisoned = Some(cause.clone());
+        }
+        let mut error = Some(error);
+        for request in batch.drain(..).chain(carried) {
+            let reply = match error.take() {
+                Some(first) => first,
+                None => Error::Poisoned {
+                    cause: cause.clone(),
+                },
+            };
+            let _ = request.reply.send(Err(reply));
+        }
+        self.receiver.close();
+        while let Ok(request) = self.receiver.try_recv() {
+            let _ = request.reply.send(Err(Error::Poisoned {
+                cause: cause.clone(),
+            }));
+        }
+    }
+}
+
+fn sync(file: &mut dyn WritableFile, mode: SyncMode, path: &Path) -> Result<()> {
+    let result = match mode {
+        SyncMode::Data => file.sync_data(),
+        SyncMode::All => file.sync_all(),
+        SyncMode::NoSyncBenchmarkOnly => Ok(()),
+    };
+    result.map_err(|error| Error::io("syncing", path, error))
+}
+
+/// Creates a segment: header written and synced, then the directory synced, so a record is
+/// never written into a segment whose header or directory entry could still vanish.
+pub(crate) fn create_segment(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    header: &SegmentHeader,
+) -> Result<(Box<dyn WritableFile>, PathBuf)> {
+    let path = dir.join(segment_file_name(header.first_lsn));
+    let mut file = fs
+        .create_new(&path)
+        .map_err(|error| Error::io("creating", &path, error))?;
+    file.write_all(&header.encode())
+        .map_err(|error| Error::io("writing the header of", &path, error))?;
+    file.sync_data()
+        .map_err(|error| Error::io("syncing", &path, error))?;
+    fs.sync_dir(dir)
+        .map_err(|error| Error::io("syncing", dir, error))?;
+    Ok((file, path))
+}
+
+/// The bytes an append of `records` takes in a batch.
+pub(crate) fn request_bytes(records: &[(u8, Vec<u8>)]) -> usize {
+    records
+        .iter()
+        .map(|(_, body)| frame_bytes(body.len()))
+        .sum()
+}

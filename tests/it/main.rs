@@ -1,0 +1,1 @@
+//! End-to-end tests for `intents` (one binary, one module per scenario).

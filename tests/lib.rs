@@ -1,0 +1,1 @@
+//! Placeholder library target so the test crate has a package root.
