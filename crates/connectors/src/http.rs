@@ -1,0 +1,222 @@
+//! HTTP plumbing: one pooled reqwest client per connector, turning a request into an [`Exchange`].
+//!
+//! This is the only file that touches reqwest. It decides how far a failed request got
+//! (never connected, or possibly written) and reads bodies up to a size cap; everything
+//! else is left to the pure classification in `classify.rs`.
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderValue, AUTHORIZATION, RETRY_AFTER};
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::classify::{Exchange, RawResponse, TransportFault};
+use crate::error::{echo, Error, Result};
+use crate::keys::IdempotencyKey;
+use crate::secret::Secret;
+
+/// Most response-body bytes read; past this the body is cut (and will not parse).
+pub const RESPONSE_BODY_BYTES_MAX: usize = 1024 * 1024;
+
+/// Most idle pooled connections kept per host.
+pub const POOL_IDLE_CONNECTIONS_PER_HOST_MAX: usize = 32;
+
+/// Idle pooled connections are closed after this long.
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The header carrying the idempotency key.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "Idempotency-Key";
+
+/// The header the simulator (and Purple Flea) set on replayed responses.
+pub const IDEMPOTENT_REPLAYED_HEADER: &str = "Idempotent-Replayed";
+
+/// One connector's client: a shared connection pool, the base URL and the API key.
+#[derive(Clone)]
+pub struct HttpTransport {
+    client: reqwest::Client,
+    base_url: String,
+    api_key: Option<Secret>,
+    connector: &'static str,
+}
+
+impl std::fmt::Debug for HttpTransport {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("HttpTransport")
+            .field("connector", &self.connector)
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpTransport {
+    /// Builds the client. The base URL must be absolute http(s) with no credentials,
+    /// query or fragment (credentials in a URL would end up in error messages).
+    pub fn new(
+        connector: &'static str,
+        base_url: &str,
+        api_key: Option<Secret>,
+        connect_timeout: Duration,
+        request_timeout: Duration,
+    ) -> Result<Self> {
+        let parsed = reqwest::Url::parse(base_url).map_err(|error| Error::Config {
+            reason: format!("base URL {:?}: {error}", echo(base_url)),
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(Error::Config {
+                reason: format!("base URL {:?} is not http or https", echo(base_url)),
+            });
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(Error::Config {
+                reason: "the base URL carries credentials; put the API key in api_key instead"
+                    .to_owned(),
+            });
+        }
+        if parsed.query().is_some() || parsed.fragment().is_some() {
+            return Err(Error::Config {
+                reason: format!("base URL {:?} has a query or fragment", echo(base_url)),
+            });
+        }
+        if let Some(key) = &api_key {
+            if HeaderValue::from_str(&format!("Bearer {}", key.expose())).is_err() {
+                return Err(Error::Config {
+                    reason: "the API key has characters not allowed in a header".to_owned(),
+                });
+            }
+        }
+        let client = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .timeout(request_timeout)
+            .pool_max_idle_per_host(POOL_IDLE_CONNECTIONS_PER_HOST_MAX)
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            // Following a redirect would re-send a POST somewhere else: never.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("intents-connectors/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| Error::HttpClient {
+                reason: error_text(&error),
+            })?;
+        Ok(Self {
+            client,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            api_key,
+            connector,
+        })
+    }
+
+    /// The base URL without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Sends one request and reads the whole response (up to the cap). Never fails:
+    /// every failure is an [`Exchange::Transport`] fault saying how far it got.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        idempotency_key: Option<&IdempotencyKey>,
+        body: Option<&Value>,
+    ) -> Exchange {
+        let url = format!("{}{}", self.base_url, path);
+        let mut request = self.client.request(method.clone(), &url);
+        if !query.is_empty() {
+            request = request.query(query);
+        }
+        if let Some(key) = idempotency_key {
+            request = request.header(IDEMPOTENCY_KEY_HEADER, key.as_str());
+        }
+        if let Some(key) = &self.api_key {
+            match HeaderValue::from_str(&format!("Bearer {}", key.expose())) {
+                Ok(mut value) => {
+                    value.set_sensitive(true);
+                    request = request.header(AUTHORIZATION, value);
+                }
+                Err(_) => {
+                    return Exchange::Transport(TransportFault::NotBuilt {
+                        message: "the API key has characters not allowed in a header".to_owned(),
+                    })
+                }
+            }
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        tracing::debug!(connector = self.connector, %method, path, key = idempotency_key.map(IdempotencyKey::as_str), "sending");
+        let mut response = match request.send().await {
+            Ok(response) => response,
+            Err(error) => {
+                let fault = fault_from_send_error(&error);
+                tracing::debug!(connector = self.connector, %method, path, ?fault, "transport fault");
+                return Exchange::Transport(fault);
+            }
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+        let replayed = response.headers().contains_key(IDEMPOTENT_REPLAYED_HEADER);
+        let mut collected = Vec::new();
+        let mut body_cut = false;
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    let room = RESPONSE_BODY_BYTES_MAX.saturating_sub(collected.len());
+                    if chunk.len() > room {
+                        collected.extend_from_slice(chunk.get(..room).unwrap_or_default());
+                        body_cut = true;
+                        break;
+                    }
+                    collected.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    let message = error_text(&error);
+                    tracing::debug!(connector = self.connector, %method, path, status, %message, "body broke off");
+                    return Exchange::Transport(TransportFault::BodyIncomplete { status, message });
+                }
+            }
+        }
+        tracing::debug!(connector = self.connector, %method, path, status, replayed, body_bytes = collected.len(), body_cut, "response");
+        Exchange::Response(RawResponse {
+            status,
+            retry_after,
+            body: collected,
+            body_cut,
+        })
+    }
+}
+
+/// How far a request that failed before its response head got.
+///
+/// Connect errors (refused, no route, DNS, connect timeout) are checked first: reqwest
+/// reports a connect timeout as both "connect" and "timeout", and it is "not sent".
+fn fault_from_send_error(error: &reqwest::Error) -> TransportFault {
+    let message = error_text(error);
+    if error.is_builder() {
+        TransportFault::NotBuilt { message }
+    } else if error.is_connect() {
+        TransportFault::NotSent { message }
+    } else if error.is_timeout() {
+        TransportFault::Timeout { message }
+    } else {
+        TransportFault::ConnectionLost { message }
+    }
+}
+
+/// The error and its sources on one line. reqwest errors name the URL, never headers,
+/// so no API key can appear here.
+fn error_text(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,40 @@
+//! Connectors: the boundary where HTTP and two error models become the engine's vocabulary.
+//!
+//! A [`Connector`] dispatches one intent ([`DispatchRequest`]) and answers with an
+//! [`Outcome`], a closed taxonomy the scheduler acts on without ever looking at an HTTP
+//! status code; after an ambiguous outcome, [`Connector::check_status`] answers with a
+//! [`StatusCheck`]. Classification is a pure function of what came back over the wire
+//! (a [`RawResponse`] or a [`TransportFault`]), kept apart from the HTTP plumbing so the
+//! tables in `docs/connectors.md` can be tested one line per row without a network.
+//!
+//! Two adapters are provided: [`PurpleFleaConnector`] (HTTP-status error model) and
+//! [`AeeronConnector`] (JSON error codes, payment failures kept apart from execution
+//! failures).
+//!
+//! Invariant: this crate knows HTTP and the two error models; it knows nothing of the
+//! intent log or the scheduler.
+
+pub mod aeeron;
+pub mod amount;
+pub mod classify;
+pub mod config;
+pub mod connector;
+pub mod error;
+pub mod fuzzing;
+pub mod http;
+pub mod keys;
+pub mod outcome;
+mod params;
+pub mod purple_flea;
+pub mod retry_after;
+pub mod secret;
+
+pub use aeeron::AeeronConnector;
+pub use classify::{RawResponse, TransportFault};
+pub use config::{AeeronConfig, PurpleFleaConfig};
+pub use connector::{Connector, DispatchRequest};
+pub use error::{Error, Result};
+pub use keys::{canonical_json, IdempotencyKey, IDEMPOTENCY_KEY_CHARS_MAX};
+pub use outcome::{ErrorDetail, Outcome, RemoteStatus, RetryScope, StatusCheck};
+pub use purple_flea::PurpleFleaConnector;
+pub use secret::{api_key_from_env, Secret};
