@@ -151,18 +151,17 @@ impl PurpleFleaState {
         self.core.error(status, code, message, Value::Null)
     }
 
-    fn check_authorization(&self, headers: &HeaderMap) -> std::result::Result<(), Response> {
-        let Some(expected) = &self.api_key else {
-            return Ok(());
-        };
+    /// The 401 to send when an API key is required and the request lacks it.
+    fn authorization_refusal(&self, headers: &HeaderMap) -> Option<Response> {
+        let expected = self.api_key.as_ref()?;
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.strip_prefix("Bearer "));
         if presented == Some(expected.as_str()) {
-            Ok(())
+            None
         } else {
-            Err(self.error(
+            Some(self.error(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "a valid bearer API key is required",
@@ -471,7 +470,7 @@ async fn mutate(
     request: Request,
     parse: impl FnOnce(&Value) -> std::result::Result<Command, String>,
 ) -> Response {
-    if let Err(response) = state.check_authorization(request.headers()) {
+    if let Some(response) = state.authorization_refusal(request.headers()) {
         return response;
     }
     let key = match read_key(request.headers()) {
@@ -735,7 +734,7 @@ fn look_up_by_key(
     query: KeyQuery,
     find: impl FnOnce(&Ledger, &str) -> Option<Value>,
 ) -> Response {
-    if let Err(response) = state.check_authorization(headers) {
+    if let Some(response) = state.authorization_refusal(headers) {
         return response;
     }
     let Some(key) = query.key.filter(|key| !key.is_empty()) else {
@@ -792,7 +791,7 @@ async fn escrow_by_id(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(response) = state.check_authorization(&headers) {
+    if let Some(response) = state.authorization_refusal(&headers) {
         return response;
     }
     let found = state.lock().escrows_by_id.get(&id).map(Escrow::body);
@@ -807,7 +806,7 @@ async fn escrow_by_id(
 }
 
 async fn balance(State(state): State<Arc<PurpleFleaState>>, headers: HeaderMap) -> Response {
-    if let Err(response) = state.check_authorization(&headers) {
+    if let Some(response) = state.authorization_refusal(&headers) {
         return response;
     }
     let balance_minor = state.lock().balance_minor;
