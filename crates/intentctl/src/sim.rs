@@ -1,0 +1,84 @@
+//! `intentctl sim`: runs the reference Purple Flea and Aeeron simulators until SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use simulator::{Aeeron, FaultPlan, PurpleFlea, PurpleFleaOptions};
+
+/// Arguments of `intentctl sim`.
+#[derive(clap::Args)]
+pub struct SimArgs {
+    /// Address of the Purple Flea simulator (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    purple_flea: SocketAddr,
+    /// Address of the Aeeron simulator (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    aeeron: SocketAddr,
+    /// Seed of the fault plan and the dice; overrides the seed in --faults.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Fault plan file: TOML, or JSON when the name ends in .json (see docs/simulator.md).
+    #[arg(long, value_name = "FILE")]
+    faults: Option<PathBuf>,
+    /// Starting Purple Flea wallet balance, a decimal string.
+    #[arg(long, default_value = "10000.00")]
+    balance: String,
+    /// Require `Authorization: Bearer <key>` on Purple Flea (read from the environment, so
+    /// it stays out of shell history and process listings).
+    #[arg(long = "require-api-key-from-env", value_name = "VARIABLE")]
+    api_key_variable: Option<String>,
+    /// Print the bound addresses as one JSON line instead of two text lines.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs the simulators until a signal arrives.
+pub async fn run(args: SimArgs) -> anyhow::Result<()> {
+    let mut plan = match &args.faults {
+        Some(path) => {
+            FaultPlan::load(path).with_context(|| format!("loading {}", path.display()))?
+        }
+        None => FaultPlan::none(0),
+    };
+    if let Some(seed) = args.seed {
+        plan.seed = seed;
+    }
+    let mut options = PurpleFleaOptions::default().with_balance(&args.balance)?;
+    if let Some(variable) = &args.api_key_variable {
+        let key = std::env::var(variable)
+            .with_context(|| format!("environment variable {variable} is not set"))?;
+        options.api_key = Some(key);
+    }
+    let purple_flea = PurpleFlea::start_with(args.purple_flea, plan.clone(), options).await?;
+    let aeeron = Aeeron::start(args.aeeron, plan).await?;
+    if args.json {
+        let line = serde_json::json!({
+            "purple_flea": purple_flea.base_url(),
+            "aeeron": aeeron.base_url(),
+        });
+        println!("{line}");
+    } else {
+        println!("purple_flea {}", purple_flea.base_url());
+        println!("aeeron {}", aeeron.base_url());
+    }
+    // println! flushes at each newline only when stdout is a terminal; a pipe needs this.
+    std::io::Write::flush(&mut std::io::stdout()).context("writing the addresses")?;
+    let signal = wait_for_signal().await?;
+    tracing::info!(signal, "shutting down the simulators");
+    tokio::join!(purple_flea.shutdown(), aeeron.shutdown());
+    Ok(())
+}
+
+/// Waits for SIGINT or SIGTERM and names the one that came.
+async fn wait_for_signal() -> anyhow::Result<&'static str> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => {
+            result.context("installing the SIGINT handler")?;
+            Ok("SIGINT")
+        }
+        _ = terminate.recv() => Ok("SIGTERM"),
+    }
+}
