@@ -1,0 +1,1 @@
+//! Tests against the Purple Flea simulator (written below).
