@@ -1,5 +1,8 @@
 //! The connectors' wire tests, one binary: raw TCP misbehaviour, the simulators, the fuzz corpus.
 
+// Test helpers outside #[test] functions: a failed unwrap is a failed test, which is the point.
+#![allow(clippy::unwrap_used)]
+
 mod fuzz_corpus;
 mod raw_tcp;
 mod simulator_aeeron;
