@@ -1,1 +1,7 @@
-//! End-to-end tests for `intents` (one binary, one module per scenario).
+//! End-to-end tests for `intents`: real processes, real files. One binary, one module per
+//! scenario (matklad, "Delete Cargo Integration Tests").
+#![allow(clippy::unwrap_used)]
+
+mod support;
+mod wal_cli;
+mod wal_fsync_failure;

@@ -3,6 +3,7 @@
 
 mod basic;
 mod byte_level;
+mod fuzz_corpus;
 mod model;
 
 use crate::Options;

@@ -1,0 +1,50 @@
+//! `intentctl`: the command line of `intents` (demo, serve, sim, inspect, dlq, wal, bench).
+
+mod bench;
+mod sim;
+mod wal;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "intentctl",
+    version,
+    about = "Durable, exactly-once money-moving intents for agent daemons"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the reference Purple Flea and Aeeron simulators until SIGINT or SIGTERM.
+    Sim(sim::SimArgs),
+    /// Verify, dump or fill a write-ahead log directory.
+    #[command(subcommand)]
+    Wal(wal::WalCommand),
+    /// Measure the log (and later the engine) against baselines in the same run.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn main() -> anyhow::Result<std::process::ExitCode> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Sim(args) => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(sim::run(args))?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Wal(command) => wal::run(command),
+        Command::Bench(command) => bench::run(command),
+    }
+}
