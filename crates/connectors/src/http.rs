@@ -60,12 +60,18 @@ impl HttpTransport {
         connect_timeout: Duration,
         request_timeout: Duration,
     ) -> Result<Self> {
+        // A URL with an '@' may carry credentials: never echo it into an error.
+        let shown = if base_url.contains('@') {
+            "<redacted>".to_owned()
+        } else {
+            echo(base_url)
+        };
         let parsed = reqwest::Url::parse(base_url).map_err(|error| Error::Config {
-            reason: format!("base URL {:?}: {error}", echo(base_url)),
+            reason: format!("base URL {shown:?}: {error}"),
         })?;
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(Error::Config {
-                reason: format!("base URL {:?} is not http or https", echo(base_url)),
+                reason: format!("base URL {shown:?} is not http or https"),
             });
         }
         if !parsed.username().is_empty() || parsed.password().is_some() {
@@ -219,4 +225,48 @@ fn error_text(error: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[rustfmt::skip]
+    fn base_url_table() {
+        let rows: &[(&str, bool)] = &[
+            ("http://127.0.0.1:8080", true),
+            ("https://api.example.com/", true),
+            ("https://api.example.com/prefix", true),
+            ("ftp://example.com", false),
+            ("not a url", false),
+            ("http://user:hunter2@example.com", false),
+            ("http://user:hunter2@example.com:notaport", false),
+            ("http://example.com/?x=1", false),
+            ("http://example.com/#frag", false),
+        ];
+        for (base_url, valid) in rows {
+            let built = HttpTransport::new("test", base_url, None, Duration::from_secs(1), Duration::from_secs(1));
+            assert_eq!(built.is_ok(), *valid, "{base_url}");
+            if let Err(error) = built {
+                assert!(!error.to_string().contains("hunter2"), "{error}");
+            }
+        }
+        let trimmed = HttpTransport::new("test", "http://h/", None, Duration::from_secs(1), Duration::from_secs(1));
+        assert_eq!(trimmed.unwrap().base_url(), "http://h");
+    }
+
+    #[test]
+    fn an_api_key_that_cannot_be_a_header_is_refused_without_echo() {
+        let key = Some(Secret::new("bad\nkey-hunter2"));
+        let error = HttpTransport::new(
+            "test",
+            "http://h",
+            key,
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+        )
+        .unwrap_err();
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+    }
 }

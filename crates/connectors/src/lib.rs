@@ -30,7 +30,7 @@ pub mod retry_after;
 pub mod secret;
 
 pub use aeeron::AeeronConnector;
-pub use classify::{RawResponse, TransportFault};
+pub use classify::{ErrorModel, Exchange, RawResponse, TransportFault};
 pub use config::{AeeronConfig, PurpleFleaConfig};
 pub use connector::{Connector, DispatchRequest};
 pub use error::{Error, Result};

@@ -122,11 +122,12 @@ async fn error_code_table() {
     let server = start(vec![]).await;
     let connector = purple_flea(&server.base_url());
 
-    // invalid_request (400): a target the simulator refuses (it accepts 2..=98).
+    // invalid_request (400): a game the simulator does not offer (it has only dice).
+    let params = json!({"game":"roulette","amount":"1.00","target":50,"prediction":"over"});
     let outcome = connector
         .dispatch(&DispatchRequest::new(
             "bet",
-            bet_params("1.00", 1),
+            params,
             IdempotencyKey::random(),
         ))
         .await;
