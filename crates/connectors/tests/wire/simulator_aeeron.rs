@@ -85,8 +85,8 @@ fn executions(server: &RunningServer, key: &IdempotencyKey) -> u64 {
 #[rustfmt::skip]
 async fn fault_kind_table() {
     let rate_limit = FaultRule { retry_after_s: Some(3), ..first_attempt(FaultKind::RateLimit) };
-    let settle = FaultRule { settle_ms: Some(300), ..first_attempt(FaultKind::ProviderUnavailableAfterProvider) };
-    let hold = FaultRule { hold_ms: Some(3_000), ..first_attempt(FaultKind::HoldAfterCommit) };
+    let settle = FaultRule { settle_ms: Some(1_500), ..first_attempt(FaultKind::ProviderUnavailableAfterProvider) };
+    let hold = FaultRule { hold_ms: Some(5_000), ..first_attempt(FaultKind::HoldAfterCommit) };
     let latency = FaultRule { latency_ms: Some(50), ..first_attempt(FaultKind::Latency) };
     // (fault, outcome kind, outcome code, status check, outcome of the re-send, executions at the end)
     let rows: Vec<(FaultRule, &str, &str, &str, &str, u64)> = vec![
@@ -122,7 +122,7 @@ async fn fault_kind_table() {
         assert_eq!(again.kind(), resend, "{name}: {again:?}");
         if check == "pending" {
             // provider_touched: the execution settles on its own; the engine waits and checks again.
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::time::sleep(Duration::from_millis(2_000)).await;
             assert_eq!(status_kind(&connector.check_status(&request).await), "complete", "{name}");
             assert!(connector.dispatch(&request).await.is_success(), "{name}");
         }

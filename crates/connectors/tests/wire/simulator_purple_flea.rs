@@ -70,7 +70,7 @@ fn status_kind(check: &StatusCheck) -> &'static str {
 #[tokio::test]
 #[rustfmt::skip]
 async fn fault_kind_table() {
-    let hold = FaultRule { hold_ms: Some(3_000), ..first_attempt(BET_ROUTE, FaultKind::HoldAfterCommit) };
+    let hold = FaultRule { hold_ms: Some(5_000), ..first_attempt(BET_ROUTE, FaultKind::HoldAfterCommit) };
     let latency = FaultRule { latency_ms: Some(50), ..first_attempt(BET_ROUTE, FaultKind::Latency) };
     let rate_limit = FaultRule { retry_after_s: Some(2), ..first_attempt(BET_ROUTE, FaultKind::RateLimit) };
     // (fault, outcome kind, outcome code, status check before the re-send, executions after the first attempt)
@@ -204,7 +204,7 @@ async fn error_code_table() {
 #[tokio::test]
 async fn request_in_progress_is_already_done() {
     let latency = FaultRule {
-        latency_ms: Some(400),
+        latency_ms: Some(1_500),
         ..first_attempt(BET_ROUTE, FaultKind::Latency)
     };
     let server = start(vec![latency]).await;
