@@ -11,6 +11,29 @@
 //! [`AeeronConnector`] (JSON error codes, payment failures kept apart from execution
 //! failures).
 //!
+//! ```no_run
+//! use connectors::{Connector, DispatchRequest, IdempotencyKey, Outcome, PurpleFleaConfig, PurpleFleaConnector, StatusCheck};
+//! use serde_json::json;
+//!
+//! # async fn demo() -> connectors::Result<()> {
+//! let connector = PurpleFleaConnector::new(PurpleFleaConfig::from_env("http://127.0.0.1:8080")?)?;
+//! let params = json!({"game": "dice", "amount": "10.00", "target": 50, "prediction": "over"});
+//! connector.validate("bet", &params)?; // before the intent is logged
+//! let key = IdempotencyKey::derived("bet", &params, "agent-7/seq-142");
+//! let request = DispatchRequest::new("bet", params, key);
+//! match connector.dispatch(&request).await {
+//!     Outcome::Success { result } => println!("placed {}", result["id"]),
+//!     Outcome::Ambiguous { .. } => match connector.check_status(&request).await {
+//!         StatusCheck::Found { result, .. } => println!("it did run: {}", result["id"]),
+//!         StatusCheck::NotFound => println!("safe to re-send with the same key"),
+//!         _ => println!("check again later"),
+//!     },
+//!     other => println!("{}: {:?}", other.kind(), other.detail()),
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Invariant: this crate knows HTTP and the two error models; it knows nothing of the
 //! intent log or the scheduler.
 
