@@ -69,6 +69,25 @@ mod tests {
     }
 
     #[test]
+    fn environment_table() {
+        // Names unique to this test, so parallel tests never race on them.
+        #[rustfmt::skip]
+        let cases: &[(&str, Option<&str>, Option<&str>)] = &[
+            ("CONNECTORS_TEST_KEY_SET_5e1c", Some("pf_from_env"), Some("pf_from_env")),
+            ("CONNECTORS_TEST_KEY_PADDED_5e1c", Some("  pf_padded \n"), Some("pf_padded")),
+            ("CONNECTORS_TEST_KEY_EMPTY_5e1c", Some("   "), None),
+            ("CONNECTORS_TEST_KEY_UNSET_5e1c", None, None),
+        ];
+        for (variable, value, expected) in cases {
+            if let Some(value) = value {
+                std::env::set_var(variable, value);
+            }
+            let found = api_key_from_env(variable).unwrap();
+            assert_eq!(found.as_ref().map(Secret::expose), *expected, "{variable}");
+        }
+    }
+
+    #[test]
     fn missing_variable_is_no_key() {
         let found = api_key_from_env("CONNECTORS_TEST_VARIABLE_THAT_IS_NEVER_SET_9f3a").unwrap();
         assert!(found.is_none());

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod fuzz_corpus;
+mod logs;
 mod raw_tcp;
 mod simulator_aeeron;
 mod simulator_purple_flea;
