@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use reqwest::Method;
 use serde_json::{json, Value};
 use simulator::{FaultKind, FaultPlan, FaultRule, PurpleFlea, PurpleFleaOptions, RunningServer};
 
@@ -10,6 +11,8 @@ use connectors::{
     Connector, DispatchRequest, IdempotencyKey, Outcome, PurpleFleaConfig, PurpleFleaConnector,
     RemoteStatus, RetryScope, Secret, StatusCheck,
 };
+
+use connectors::http::HttpTransport;
 
 use crate::support::purple_flea;
 
@@ -134,6 +137,31 @@ async fn error_code_table() {
     assert_eq!(
         (outcome.kind(), code(&outcome)),
         ("permanent", "invalid_request"),
+        "{outcome:?}"
+    );
+
+    // missing_idempotency_key (400): the connectors always send a key, so go one layer down.
+    let transport = HttpTransport::new(
+        "test",
+        &server.base_url(),
+        None,
+        Duration::from_secs(5),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    let exchange = transport
+        .send(
+            Method::POST,
+            "/casino/bet",
+            &[],
+            None,
+            Some(&bet_params("1.00", 50)),
+        )
+        .await;
+    let outcome = connector.classify(&exchange);
+    assert_eq!(
+        (outcome.kind(), code(&outcome)),
+        ("permanent", "missing_idempotency_key"),
         "{outcome:?}"
     );
 
