@@ -36,9 +36,9 @@ const PARTY_NAME_BYTES_MAX: usize = 128;
 const DICE_FACES: u64 = 100;
 /// The house keeps 1%: a win pays `amount * DICE_PAYOUT_PERCENT / chance_percent`.
 const DICE_PAYOUT_PERCENT: i64 = 99;
-/// Legal dice targets: the chance of winning stays between 2% and 98%.
-const DICE_TARGET_MIN: i64 = 2;
-const DICE_TARGET_MAX: i64 = 98;
+/// Legal dice targets: the chance of winning stays between 1% and 99% (never 0, never certain).
+const DICE_TARGET_MIN: i64 = 1;
+const DICE_TARGET_MAX: i64 = 99;
 /// A rule index no fault rule can have, so dice rolls are independent of fault draws.
 const DICE_DRAW_STREAM: u64 = u64::MAX;
 
@@ -177,10 +177,10 @@ struct Ledger {
     balance_minor: i64,
     cache: IdempotencyCache,
     audit: Audit,
-    bets_by_key: HashMap<String, Value>,
+    bets_by_key: HashMap<String, Bytes>,
     escrows_by_id: HashMap<String, Escrow>,
     escrow_id_by_key: HashMap<String, String>,
-    transfers_by_key: HashMap<String, Value>,
+    transfers_by_key: HashMap<String, Bytes>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -358,7 +358,6 @@ impl Ledger {
                     "currency": CURRENCY,
                     "created_at": now_rfc3339(),
                 });
-                self.transfers_by_key.insert(key.to_owned(), body.clone());
                 Execution {
                     status: StatusCode::CREATED,
                     body,
@@ -406,7 +405,6 @@ impl Ledger {
             "payout": format_amount_minor(payout_minor),
             "created_at": now_rfc3339(),
         });
-        self.bets_by_key.insert(key.to_owned(), body.clone());
         Execution {
             status: StatusCode::CREATED,
             body,
@@ -508,47 +506,65 @@ async fn mutate(
         Err(message) => return state.error(StatusCode::BAD_REQUEST, "invalid_request", &message),
     };
     let request_fingerprint = fingerprint("POST", &path, &value.to_string());
-    match state.lock().cache.begin(&key, request_fingerprint) {
-        Begin::Fresh => {}
-        Begin::Replay(stored) => {
-            return mark_replayed(json_bytes_response(stored.status, stored.body))
-        }
-        Begin::InProgress => {
-            return state.error(
-                StatusCode::CONFLICT,
-                "request_in_progress",
-                "a request with this Idempotency-Key is still being processed",
-            )
-        }
-        Begin::Mismatch => {
-            return state.error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency_key_reused",
-                "this Idempotency-Key was used for a different request",
-            )
-        }
-    }
-    let latency = faults
-        .map(|faults| faults.take_latency())
-        .unwrap_or_default();
-    let stored = if latency.is_zero() {
-        commit(&state, &key, request_fingerprint, &command)
-    } else {
-        // The key is in progress while the latency runs. The work runs in its own task so a
-        // client that hangs up does not cancel it: the request completes and is stored anyway.
-        let worker_state = state.clone();
-        let worker = tokio::spawn(async move {
-            worker_state.core.sleep_unless_shutdown(latency).await;
-            commit(&worker_state, &key, request_fingerprint, &command)
-        });
-        match worker.await {
-            Ok(stored) => stored,
-            Err(_) => {
+    let seed = state.core.plan().seed;
+    // The guard lives only inside this block, never across an await.
+    let planned = {
+        let mut ledger = state.lock();
+        match ledger.cache.begin(&key, request_fingerprint) {
+            Begin::Fresh => {}
+            Begin::Replay(stored) => {
+                return mark_replayed(json_bytes_response(stored.status, stored.body))
+            }
+            Begin::InProgress => {
                 return state.error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal_error",
-                    "the request was cancelled",
+                    StatusCode::CONFLICT,
+                    "request_in_progress",
+                    "a request with this Idempotency-Key is still being processed",
                 )
+            }
+            Begin::Mismatch => {
+                return state.error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "idempotency_key_reused",
+                    "this Idempotency-Key was used for a different request",
+                )
+            }
+        }
+        let latency = faults
+            .map(|faults| faults.take_latency())
+            .unwrap_or_default();
+        if latency.is_zero() {
+            // The common case: check, execute and store in one critical section.
+            Ok(commit_locked(
+                &mut ledger,
+                seed,
+                &key,
+                request_fingerprint,
+                &command,
+            ))
+        } else {
+            Err(latency)
+        }
+    };
+    let stored = match planned {
+        Ok(stored) => stored,
+        Err(latency) => {
+            // The key is in progress while the latency runs. The work runs in its own task so a
+            // client that hangs up does not cancel it: the request completes and is stored anyway.
+            let worker_state = state.clone();
+            let worker = tokio::spawn(async move {
+                worker_state.core.sleep_unless_shutdown(latency).await;
+                commit(&worker_state, &key, request_fingerprint, &command)
+            });
+            match worker.await {
+                Ok(stored) => stored,
+                Err(_) => {
+                    return state.error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal_error",
+                        "the request was cancelled",
+                    )
+                }
             }
         }
     };
@@ -563,15 +579,38 @@ fn commit(
     command: &Command,
 ) -> StoredResponse {
     let seed = state.core.plan().seed;
-    let mut ledger = state.lock();
+    commit_locked(&mut state.lock(), seed, key, request_fingerprint, command)
+}
+
+fn commit_locked(
+    ledger: &mut Ledger,
+    seed: u64,
+    key: &str,
+    request_fingerprint: Fingerprint,
+    command: &Command,
+) -> StoredResponse {
     let execution = ledger.execute(seed, key, command);
-    if execution.side_effect {
-        ledger.audit.record(key, command.route());
-    }
     let stored = StoredResponse {
         status: execution.status,
         body: Bytes::from(execution.body.to_string()),
     };
+    if execution.side_effect {
+        ledger.audit.record(key, command.route());
+        // Look-ups by key share the stored bytes with the idempotency cache.
+        match command {
+            Command::Bet { .. } => {
+                ledger
+                    .bets_by_key
+                    .insert(key.to_owned(), stored.body.clone());
+            }
+            Command::Transfer { .. } => {
+                ledger
+                    .transfers_by_key
+                    .insert(key.to_owned(), stored.body.clone());
+            }
+            Command::CreateEscrow { .. } | Command::MoveEscrow { .. } => {}
+        }
+    }
     ledger
         .cache
         .finish(key, request_fingerprint, stored.clone());
@@ -732,7 +771,7 @@ fn look_up_by_key(
     state: &PurpleFleaState,
     headers: &HeaderMap,
     query: KeyQuery,
-    find: impl FnOnce(&Ledger, &str) -> Option<Value>,
+    find: impl FnOnce(&Ledger, &str) -> Option<Bytes>,
 ) -> Response {
     if let Some(response) = state.authorization_refusal(headers) {
         return response;
@@ -746,7 +785,7 @@ fn look_up_by_key(
     };
     let found = find(&state.lock(), &key);
     match found {
-        Some(body) => json_response(StatusCode::OK, &body),
+        Some(body) => json_bytes_response(StatusCode::OK, body),
         None => state.error(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -782,7 +821,10 @@ async fn escrow_by_key(
 ) -> Response {
     look_up_by_key(&state, &headers, query, |ledger, key| {
         let id = ledger.escrow_id_by_key.get(key)?;
-        ledger.escrows_by_id.get(id).map(Escrow::body)
+        ledger
+            .escrows_by_id
+            .get(id)
+            .map(|escrow| Bytes::from(escrow.body().to_string()))
     })
 }
 
