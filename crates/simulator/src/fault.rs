@@ -66,6 +66,10 @@ pub enum FaultKind {
     /// Before commit: 503 (`unavailable` on Purple Flea; Aeeron's `provider_unavailable`
     /// with `payment_cleared` and `provider_touched` false).
     Unavailable,
+    /// Before commit: 502 `bad_gateway` (a proxy in front could not reach the application).
+    BadGateway,
+    /// Before commit: 408 `timeout` (the server gave up waiting for the request).
+    RequestTimeout,
     /// After commit: 500 `internal_error`.
     ErrorAfterCommit,
     /// After commit: 504 `timeout`.
@@ -317,6 +321,8 @@ impl FaultPlan {
                 FaultKind::Unavailable | FaultKind::ProviderUnavailableBeforeProvider => {
                     FaultOutcome::Unavailable
                 }
+                FaultKind::BadGateway => FaultOutcome::BadGateway,
+                FaultKind::RequestTimeout => FaultOutcome::RequestTimeout,
                 FaultKind::ErrorAfterCommit => FaultOutcome::ErrorAfterCommit,
                 FaultKind::TimeoutAfterCommit => FaultOutcome::TimeoutAfterCommit,
                 FaultKind::HoldAfterCommit => FaultOutcome::HoldAfterCommit {
@@ -352,6 +358,8 @@ pub(crate) struct FaultDecision {
 pub(crate) enum FaultOutcome {
     RateLimit { retry_after_s: u64 },
     Unavailable,
+    BadGateway,
+    RequestTimeout,
     ErrorAfterCommit,
     TimeoutAfterCommit,
     HoldAfterCommit { hold_ms: u64 },

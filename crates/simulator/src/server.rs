@@ -211,6 +211,24 @@ async fn fault_layer(
                 ),
             };
         }
+        Some(FaultOutcome::BadGateway) => {
+            tokio::time::sleep(Duration::from_millis(decision.latency_ms)).await;
+            return core.error(
+                StatusCode::BAD_GATEWAY,
+                "bad_gateway",
+                "the gateway could not reach the application; nothing was executed",
+                Value::Null,
+            );
+        }
+        Some(FaultOutcome::RequestTimeout) => {
+            tokio::time::sleep(Duration::from_millis(decision.latency_ms)).await;
+            return core.error(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                "the server timed out waiting for the request; nothing was executed",
+                Value::Null,
+            );
+        }
         _ => {}
     }
     let faults = Arc::new(RequestFaults {

@@ -34,6 +34,8 @@ async fn each_fault_kind_on_purple_flea() {
         (with(FaultKind::Latency, |rule| rule.latency_ms = Some(250)), Seen::Status(201, ""), true),
         (with(FaultKind::RateLimit, |rule| rule.retry_after_s = Some(7)), Seen::Status(429, "rate_limited"), false),
         (with(FaultKind::Unavailable, |_| {}), Seen::Status(503, "unavailable"), false),
+        (with(FaultKind::BadGateway, |_| {}), Seen::Status(502, "bad_gateway"), false),
+        (with(FaultKind::RequestTimeout, |_| {}), Seen::Status(408, "timeout"), false),
         (with(FaultKind::ErrorAfterCommit, |_| {}), Seen::Status(500, "internal_error"), true),
         (with(FaultKind::TimeoutAfterCommit, |_| {}), Seen::Status(504, "timeout"), true),
         (with(FaultKind::HoldAfterCommit, |rule| { rule.hold_ms = Some(5_000) }), Seen::ClientTimeout, true),
@@ -194,6 +196,7 @@ async fn each_fault_kind_on_aeeron_executions() {
         Case { kind: FaultKind::ExecutionFailed, status: 502, code: "execution_failed", payment_cleared: true, provider_touched: true, resource_status: Some("failed"), replay_status: 502 },
         Case { kind: FaultKind::ErrorAfterCommit, status: 500, code: "internal_error", payment_cleared: true, provider_touched: true, resource_status: Some("succeeded"), replay_status: 201 },
         Case { kind: FaultKind::TimeoutAfterCommit, status: 504, code: "timeout", payment_cleared: true, provider_touched: true, resource_status: Some("succeeded"), replay_status: 201 },
+        Case { kind: FaultKind::BadGateway, status: 502, code: "bad_gateway", payment_cleared: false, provider_touched: false, resource_status: None, replay_status: 201 },
         Case { kind: FaultKind::RateLimit, status: 429, code: "rate_limited", payment_cleared: false, provider_touched: false, resource_status: None, replay_status: 201 },
     ];
     for case in cases {
