@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use simulator::{Aeeron, FaultPlan, PurpleFlea, PurpleFleaOptions};
+use simulator::{Aeeron, FaultPlan, PurpleFlea, PurpleFleaOptions, RunningServer};
 
 /// Arguments of `intentctl sim`.
 #[derive(clap::Args)]
@@ -35,23 +35,7 @@ pub struct SimArgs {
 
 /// Runs the simulators until a signal arrives.
 pub async fn run(args: SimArgs) -> anyhow::Result<()> {
-    let mut plan = match &args.faults {
-        Some(path) => {
-            FaultPlan::load(path).with_context(|| format!("loading {}", path.display()))?
-        }
-        None => FaultPlan::none(0),
-    };
-    if let Some(seed) = args.seed {
-        plan.seed = seed;
-    }
-    let mut options = PurpleFleaOptions::default().with_balance(&args.balance)?;
-    if let Some(variable) = &args.api_key_variable {
-        let key = std::env::var(variable)
-            .with_context(|| format!("environment variable {variable} is not set"))?;
-        options.api_key = Some(key);
-    }
-    let purple_flea = PurpleFlea::start_with(args.purple_flea, plan.clone(), options).await?;
-    let aeeron = Aeeron::start(args.aeeron, plan).await?;
+    let (purple_flea, aeeron) = start(&args).await?;
     if args.json {
         let line = serde_json::json!({
             "purple_flea": purple_flea.base_url(),
@@ -70,6 +54,28 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Loads the plan, applies the flags and starts both servers.
+async fn start(args: &SimArgs) -> anyhow::Result<(RunningServer, RunningServer)> {
+    let mut plan = match &args.faults {
+        Some(path) => {
+            FaultPlan::load(path).with_context(|| format!("loading {}", path.display()))?
+        }
+        None => FaultPlan::none(0),
+    };
+    if let Some(seed) = args.seed {
+        plan.seed = seed;
+    }
+    let mut options = PurpleFleaOptions::default().with_balance(&args.balance)?;
+    if let Some(variable) = &args.api_key_variable {
+        let key = std::env::var(variable)
+            .with_context(|| format!("environment variable {variable} is not set"))?;
+        options.api_key = Some(key);
+    }
+    let purple_flea = PurpleFlea::start_with(args.purple_flea, plan.clone(), options).await?;
+    let aeeron = Aeeron::start(args.aeeron, plan).await?;
+    Ok((purple_flea, aeeron))
+}
+
 /// Waits for SIGINT or SIGTERM and names the one that came.
 async fn wait_for_signal() -> anyhow::Result<&'static str> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -80,5 +86,70 @@ async fn wait_for_signal() -> anyhow::Result<&'static str> {
             Ok("SIGINT")
         }
         _ = terminate.recv() => Ok("SIGTERM"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Harness {
+        #[command(flatten)]
+        sim: SimArgs,
+    }
+
+    fn parse(arguments: &[&str]) -> SimArgs {
+        Harness::try_parse_from(std::iter::once("sim").chain(arguments.iter().copied()))
+            .expect("arguments parse")
+            .sim
+    }
+
+    #[tokio::test]
+    async fn flags_reach_the_servers() {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let plan_path = directory.path().join("plan.toml");
+        std::fs::write(
+            &plan_path,
+            "seed = 1\n[[rules]]\nkind = \"unavailable\"\nprobability = 0.5\n",
+        )
+        .expect("write plan");
+        let plan_text = plan_path.to_str().expect("utf-8 path");
+        // (arguments, expected seed, expected rule count, starts)
+        let cases: &[(&[&str], u64, usize, bool)] = &[
+            (&[], 0, 0, true),
+            (&["--seed", "9"], 9, 0, true),
+            (&["--faults", plan_text], 1, 1, true),
+            (&["--faults", plan_text, "--seed", "42"], 42, 1, true),
+            (
+                &[
+                    "--purple-flea",
+                    "127.0.0.1:0",
+                    "--aeeron",
+                    "127.0.0.1:0",
+                    "--json",
+                ],
+                0,
+                0,
+                true,
+            ),
+            (&["--balance", "ten"], 0, 0, false),
+            (&["--faults", "/nonexistent/plan.toml"], 0, 0, false),
+        ];
+        for (arguments, seed, rules, starts) in cases {
+            match start(&parse(arguments)).await {
+                Ok((purple_flea, aeeron)) => {
+                    assert!(*starts, "{arguments:?} should not start");
+                    assert_eq!(purple_flea.fault_plan().seed, *seed, "{arguments:?}");
+                    assert_eq!(aeeron.fault_plan().rules.len(), *rules, "{arguments:?}");
+                    assert_ne!(purple_flea.local_addr().port(), 0, "{arguments:?}");
+                    purple_flea.shutdown().await;
+                    aeeron.shutdown().await;
+                }
+                Err(error) => assert!(!*starts, "{arguments:?}: {error:#}"),
+            }
+        }
     }
 }
