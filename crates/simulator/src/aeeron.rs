@@ -29,6 +29,10 @@ use crate::time::{now_rfc3339, rfc3339_after};
 const PRICE_CURRENCY: &str = "USDC";
 /// Currencies a payment may be authorised in (a EURC payment shows the currency-mismatch check).
 const PAYMENT_CURRENCIES: [&str; 2] = ["USDC", "EURC"];
+/// H100 hours the simulated provider can deliver in one execution. An execution asking for
+/// more is accepted and paid (the quote does not know capacity), reserves, then fails at
+/// provisioning: a real, deterministic `execution_failed` that needs no fault plan.
+const H100_HOURS_CAPACITY: i64 = 1_000;
 /// How long a quote is valid, in seconds (informational: executions re-price themselves).
 const QUOTE_TTL_S: u64 = 900;
 /// The route the audit names for executions and payments.
@@ -91,6 +95,8 @@ struct ActionPrice {
     units: i64,
     unit_price_minor: i64,
     steps_total: u32,
+    /// Steps the provider can actually complete; below `steps_total` the execution fails there.
+    steps_possible: u32,
 }
 
 impl ActionPrice {
@@ -133,11 +139,14 @@ fn price(action: &str, params: &Value) -> std::result::Result<ActionPrice, Strin
                 Some("h100") => 840,
                 _ => return Err("params.gpu must be \"a100\" or \"h100\"".to_owned()),
             };
+            let hours = integer("hours", 10_000)?;
+            let over_capacity = unit_price_minor == 840 && hours > H100_HOURS_CAPACITY;
             Ok(ActionPrice {
                 name: "compute.gpu_hours",
-                units: integer("hours", 10_000)?,
+                units: hours,
                 unit_price_minor,
                 steps_total: 3,
+                steps_possible: if over_capacity { 1 } else { 3 },
             })
         }
         "storage.gb_months" => Ok(ActionPrice {
@@ -145,12 +154,14 @@ fn price(action: &str, params: &Value) -> std::result::Result<ActionPrice, Strin
             units: integer("gb", 1_000_000)? * integer("months", 120)?,
             unit_price_minor: 10,
             steps_total: 2,
+            steps_possible: 2,
         }),
         _ => Ok(ActionPrice {
             name: "web.search",
             units: integer("queries", 100_000)?,
             unit_price_minor: 5,
             steps_total: 2,
+            steps_possible: 2,
         }),
     }
 }
@@ -215,6 +226,7 @@ struct ExecutionRecord {
     status: ExecutionStatus,
     steps_completed: u32,
     steps_total: u32,
+    steps_possible: u32,
     result: Option<Value>,
     created_at: String,
     /// When a `processing` execution (left by `provider_unavailable_after_provider`) succeeds.
@@ -424,6 +436,7 @@ impl AeeronLedger {
                 status: ExecutionStatus::Processing,
                 steps_completed: 0,
                 steps_total: checked.price.steps_total,
+                steps_possible: checked.price.steps_possible,
                 result: None,
                 created_at: now_rfc3339(),
                 settles_at: None,
@@ -465,6 +478,10 @@ impl AeeronLedger {
             Some(FaultOutcome::ProviderUnavailableAfterProvider { settle_ms }) => {
                 record.steps_completed = 1;
                 record.settles_at = Some(Instant::now() + Duration::from_millis(settle_ms));
+            }
+            _ if record.steps_possible < record.steps_total => {
+                record.status = ExecutionStatus::Failed;
+                record.steps_completed = record.steps_possible;
             }
             _ => record.succeed(),
         }

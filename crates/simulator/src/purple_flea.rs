@@ -391,7 +391,8 @@ impl Ledger {
         } else {
             0
         };
-        self.balance_minor = self.balance_minor - amount_minor + payout_minor;
+        // Saturating: a long lucky streak must not wrap the balance around.
+        self.balance_minor = (self.balance_minor - amount_minor).saturating_add(payout_minor);
         let body = json!({
             "id": format!("bet_{}", uuid::Uuid::new_v4()),
             "idempotency_key": key,

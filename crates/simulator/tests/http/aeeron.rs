@@ -34,6 +34,7 @@ async fn documented_behaviour() {
         ("10.00", "USDC"),
         ("16.80", "EURC"),
         ("5.00", "USDC"),
+        ("8408.40", "USDC"),
     ] {
         let reply = must_send(
             &http,
@@ -62,7 +63,16 @@ async fn documented_behaviour() {
         ),
         None => format!(r#"{{{GPU_4H},"budget":{{"amount":"{budget}","currency":"USDC"}}}}"#),
     };
-    let (full, small, euro, tiny) = (&payments[0], &payments[1], &payments[2], &payments[3]);
+    let (full, small, euro, tiny, big) = (
+        &payments[0],
+        &payments[1],
+        &payments[2],
+        &payments[3],
+        &payments[4],
+    );
+    let over_capacity = format!(
+        r#"{{"action":"compute.gpu_hours","params":{{"gpu":"h100","hours":1001}},"budget":{{"amount":"9000.00","currency":"USDC"}},"payment_id":"{big}"}}"#
+    );
     #[rustfmt::skip]
     let steps: Vec<Step> = vec![
         ("POST", "/v1/quotes".into(), None, format!(r#"{{{GPU_4H},"currency":"USDC"}}"#), 200, None, false, Some(("amount", "16.80"))),
@@ -93,6 +103,10 @@ async fn documented_behaviour() {
         ("POST", "/v1/payments".into(), Some("pay-k"), pay("3.00", "USDC"), 201, None, true, Some(("amount", "3.00"))),
         ("POST", "/v1/payments".into(), Some("pay-k"), pay("4.00", "USDC"), 409, Some("idempotency_conflict"), false, None),
         ("POST", "/v1/executions".into(), Some("pay-k"), execution("20.00", Some(full)), 409, Some("idempotency_conflict"), false, None),
+        // More H100 hours than the provider has: paid, started, failed part-way (no fault plan).
+        ("POST", "/v1/executions".into(), Some("ex-big"), over_capacity.clone(), 502, Some("execution_failed"), false, None),
+        ("POST", "/v1/executions".into(), Some("ex-big"), over_capacity.clone(), 502, Some("execution_failed"), true, None),
+        ("GET", "/v1/executions/by-idempotency-key?key=ex-big".into(), None, String::new(), 200, None, false, Some(("status", "failed"))),
         ("GET", "/nowhere".into(), None, String::new(), 404, Some("not_found"), false, None),
     ];
     let mut first_id = None;
@@ -148,7 +162,7 @@ async fn documented_behaviour() {
     let audit = server.audit();
     assert_eq!(
         (audit.total_keys, audit.total_executions, audit.duplicates),
-        (3, 3, 0),
+        (4, 4, 0),
         "{audit:?}"
     );
     assert_eq!(audit.keys["ex-1"].route, "POST /v1/executions");
