@@ -29,7 +29,8 @@ pub struct AuditReport {
 }
 
 /// Counts side effects. Lives inside the service's state mutex, next to the state it audits,
-/// so an execution and its count are one critical section.
+/// so an execution and its count are one critical section. Kept apart from the idempotency
+/// cache on purpose: a bug that lets the cache execute a key twice must show up here.
 #[derive(Debug, Default)]
 pub(crate) struct Audit {
     keys: HashMap<String, (u64, &'static str)>,
