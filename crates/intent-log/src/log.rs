@@ -189,15 +189,17 @@ impl Log {
         }
         .ok_or(Error::Closed)?;
         let (reply, answer) = oneshot::channel();
-        if sender
+        let sent = sender
             .send(AppendRequest {
                 records,
                 bytes,
                 reply,
             })
-            .await
-            .is_err()
-        {
+            .await;
+        // Hold no sender while waiting: `close` must be able to end the writer even while
+        // appends are outstanding (they are answered or dropped, never left hanging).
+        drop(sender);
+        if sent.is_err() {
             return Err(self.closed_or_poisoned());
         }
         match answer.await {

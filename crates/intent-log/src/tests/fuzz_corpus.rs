@@ -5,7 +5,8 @@ use crate::fuzzing::decode_segment_bytes;
 
 #[test]
 fn wal_segment_corpus_decodes_without_panicking_and_stops_at_the_first_bad_byte() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/wal_segment");
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/wal_segment");
     let mut inputs = 0;
     let mut with_records = 0;
     let mut with_damage = 0;
@@ -16,11 +17,17 @@ fn wal_segment_corpus_decodes_without_panicking_and_stops_at_the_first_bad_byte(
         if let Some(bad) = decoded.first_bad_offset {
             with_damage += 1;
             let prefix = decode_segment_bytes(&bytes[..bad]);
-            assert_eq!(prefix.records, decoded.records, "a record was accepted after the first bad byte");
+            assert_eq!(
+                prefix.records, decoded.records,
+                "a record was accepted after the first bad byte"
+            );
         }
         with_records += usize::from(decoded.records > 0);
         inputs += 1;
     }
     // The corpus must keep both valid segments and damaged ones, or this test proves little.
-    assert!(inputs >= 10 && with_records >= 3 && with_damage >= 3, "{inputs} inputs, {with_records} with records, {with_damage} damaged");
+    assert!(
+        inputs >= 10 && with_records >= 3 && with_damage >= 3,
+        "{inputs} inputs, {with_records} with records, {with_damage} damaged"
+    );
 }

@@ -1,0 +1,30 @@
+//! `scheduler`: the durable engine of `intents`. Every intent is logged before it is
+//! acknowledged (G1), every attempt before it is sent (G2); ambiguous outcomes are
+//! reconciled by status checks before anything is re-sent (G3); keys map to one intent
+//! (G4); everything ends terminal or visibly waiting (G5).
+//!
+//! `machine.rs` is the pure state machine, `record.rs` the log records and their fold,
+//! `engine.rs` the driver and the library API, `policy.rs` retry and status-check
+//! policies, `guards.rs` spending guards.
+
+pub mod clock;
+pub mod engine;
+pub mod error;
+pub mod guards;
+pub mod intent;
+pub mod machine;
+pub mod policy;
+pub mod record;
+
+pub use clock::Clock;
+pub use engine::{
+    ConnectorSettings, Engine, EngineConfig, ListFilter, OpenReport, SubmitRequest, Submitted,
+    PARAMS_BYTES_MAX,
+};
+pub use error::{Error, Result};
+pub use guards::SpendingGuard;
+pub use intent::{Attempt, Intent, IntentId, IntentSpec, Reason, State, StateName};
+pub use policy::{RetryPolicy, StatusCheckPolicy};
+
+#[cfg(test)]
+mod tests;

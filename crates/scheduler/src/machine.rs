@@ -1,0 +1,302 @@
+//! The state machine as pure code: given an intent, what happened and the time, decide the
+//! next state. No I/O, no clock, no randomness of its own (the jitter `unit` is passed
+//! in), so property tests can drive it millions of times and replays never re-decide.
+//!
+//! The scheduler acts on the connector's classification (`connectors::Outcome`) and never
+//! on HTTP status codes (STYLE.md rule 5).
+
+use connectors::{Outcome, RemoteStatus, RetryScope, StatusCheck};
+
+use crate::intent::{Intent, Reason, State, StateName};
+use crate::policy::{millis, RetryPolicy, StatusCheckPolicy};
+
+/// The inputs a decision may depend on besides the intent.
+#[derive(Clone, Copy, Debug)]
+pub struct Context<'a> {
+    pub retry: &'a RetryPolicy,
+    pub checks: &'a StatusCheckPolicy,
+    /// How long the provider remembers an idempotency key.
+    pub key_lifetime_ms: u64,
+    pub now_ms: u64,
+    /// A uniform random number in [0, 1) for jitter.
+    pub unit: f64,
+}
+
+/// A decision: the next state, and whether the whole connector must pause (a 429).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub next: State,
+    pub pause_connector_until_ms: Option<u64>,
+}
+
+impl Decision {
+    fn to(next: State) -> Decision {
+        Decision {
+            next,
+            pause_connector_until_ms: None,
+        }
+    }
+}
+
+fn dead(code: &str, message: String, last: Option<&Reason>) -> State {
+    State::DeadLettered {
+        reason: Reason {
+            code: code.to_string(),
+            message,
+            details_json: last.and_then(|reason| reason.details_json.clone()),
+            http_status: last.and_then(|reason| reason.http_status),
+        },
+    }
+}
+
+fn describe(reason: Option<&Reason>) -> String {
+    match reason {
+        Some(reason) => format!("last error {}: {}", reason.code, reason.message),
+        None => "no error recorded".to_string(),
+    }
+}
+
+/// Before a pending intent is sent: `Some(state)` if it must not be sent (budget spent,
+/// deadline passed, key too old to be safe), `None` to go ahead.
+pub fn before_dispatch(intent: &Intent, context: Context<'_>) -> Option<State> {
+    let last = intent.last_error.as_ref();
+    if intent.attempts_in_budget() >= context.retry.attempts_max {
+        return Some(dead(
+            "retries_exhausted",
+            format!(
+                "{} attempts made; {}",
+                intent.attempts_in_budget(),
+                describe(last)
+            ),
+            last,
+        ));
+    }
+    if let Some(first_sent) = intent.first_sent_at_ms() {
+        // Past the provider's key lifetime a re-send could execute twice (G3, DESIGN §4).
+        if context.now_ms >= first_sent.saturating_add(context.key_lifetime_ms) {
+            return Some(dead(
+                "key_expired",
+                format!("the idempotency key is older than the provider's key lifetime ({} ms); re-sending could execute twice", context.key_lifetime_ms),
+                last,
+            ));
+        }
+    }
+    if context.now_ms
+        > intent
+            .spec
+            .submitted_at_ms
+            .saturating_add(context.retry.deadline_ms)
+    {
+        return Some(dead(
+            "deadline_exceeded",
+            format!("the retry deadline passed; {}", describe(last)),
+            last,
+        ));
+    }
+    None
+}
+
+/// After attempt `attempt` came back with `outcome`.
+pub fn after_outcome(
+    intent: &Intent,
+    attempt: u32,
+    outcome: &Outcome,
+    context: Context<'_>,
+) -> Decision {
+    let now = context.now_ms;
+    match outcome {
+        Outcome::Success { result } => Decision::to(State::Succeeded {
+            result_json: result.to_string(),
+        }),
+        Outcome::Permanent { reason } => Decision::to(State::Failed {
+            reason: Reason::from_detail(reason),
+        }),
+        Outcome::BudgetExceeded { details } => Decision::to(State::Failed {
+            reason: Reason::from_detail(details),
+        }),
+        Outcome::PaymentRequired { details } => Decision::to(State::AwaitingPayment {
+            reason: Reason::from_detail(details),
+        }),
+        Outcome::Retryable {
+            reason,
+            retry_after,
+            scope,
+        } => {
+            let reason = Reason::from_detail(reason);
+            let attempts = attempt.saturating_sub(intent.attempt_budget_start);
+            let retry_after_ms = retry_after.map(millis).unwrap_or(0);
+            let pause = match scope {
+                RetryScope::Connector => {
+                    Some(now.saturating_add(retry_after_ms.max(context.retry.delay_base_ms)))
+                }
+                RetryScope::Intent => None,
+            };
+            if attempts >= context.retry.attempts_max {
+                let message = format!(
+                    "{attempts} attempts made; last error {}: {}",
+                    reason.code, reason.message
+                );
+                return Decision {
+                    next: dead("retries_exhausted", message, Some(&reason)),
+                    pause_connector_until_ms: pause,
+                };
+            }
+            let delay = context
+                .retry
+                .delay_ms(attempts, context.unit)
+                .max(retry_after_ms);
+            let due_ms = now.saturating_add(delay);
+            if due_ms
+                > intent
+                    .spec
+                    .submitted_at_ms
+                    .saturating_add(context.retry.deadline_ms)
+            {
+                let message = format!(
+                    "the next attempt would start after the retry deadline; last error {}: {}",
+                    reason.code, reason.message
+                );
+                return Decision {
+                    next: dead("deadline_exceeded", message, Some(&reason)),
+                    pause_connector_until_ms: pause,
+                };
+            }
+            Decision {
+                next: State::Pending { due_ms },
+                pause_connector_until_ms: pause,
+            }
+        }
+        Outcome::Ambiguous { .. } => Decision::to(State::Ambiguous {
+            checks: 0,
+            due_ms: now.saturating_add(context.checks.delay_ms(0, context.unit)),
+            resend_allowed: true,
+        }),
+        // The provider has the key already: look up the existing result at once.
+        Outcome::AlreadyDone { .. } => Decision::to(State::Ambiguous {
+            checks: 0,
+            due_ms: now,
+            resend_allowed: true,
+        }),
+        // Reconcile, then dead-letter for review; never replay automatically.
+        Outcome::ExecutionFailed { .. } => Decision::to(State::Ambiguous {
+            checks: 0,
+            due_ms: now,
+            resend_allowed: false,
+        }),
+        // A class this engine does not know yet: the conservative reading is "may have run".
+        _ => Decision::to(State::Ambiguous {
+            checks: 0,
+            due_ms: now,
+            resend_allowed: true,
+        }),
+    }
+}
+
+/// After a status check of an ambiguous intent.
+pub fn after_status_check(intent: &Intent, check: &StatusCheck, context: Context<'_>) -> Decision {
+    let now = context.now_ms;
+    let (checks, resend_allowed) = match intent.state {
+        State::Ambiguous {
+            checks,
+            resend_allowed,
+            ..
+        } => (checks, resend_allowed),
+        _ => (0, true),
+    };
+    let last = intent.last_error.as_ref();
+    let check_again = |reason: &str| {
+        let done = checks + 1;
+        if done >= context.checks.checks_max {
+            dead(
+                "undecidable",
+                format!(
+                    "{done} status checks could not decide whether it executed ({reason}); {}",
+                    describe(last)
+                ),
+                last,
+            )
+        } else {
+            State::Ambiguous {
+                checks: done,
+                due_ms: now.saturating_add(context.checks.delay_ms(done, context.unit)),
+                resend_allowed,
+            }
+        }
+    };
+    let next = match check {
+        StatusCheck::Found { result, remote_status: RemoteStatus::Complete } => State::Reconciled { result_json: result.to_string() },
+        StatusCheck::Found { result, remote_status: RemoteStatus::Failed } => State::DeadLettered {
+            reason: Reason {
+                code: last.map(|reason| reason.code.clone()).filter(|code| code == "execution_failed").unwrap_or_else(|| "remote_failed".to_string()),
+                message: format!("the provider executed it and reports it failed; an operator must review ({})", describe(last)),
+                details_json: Some(result.to_string()),
+                http_status: None,
+            },
+        },
+        StatusCheck::Found { .. } => check_again("the provider reports it still in progress"),
+        StatusCheck::NotFound if !resend_allowed => dead(
+            "execution_failed",
+            format!("the provider reported a failed execution and has no record of it; never replayed automatically ({})", describe(last)),
+            last,
+        ),
+        StatusCheck::NotFound => {
+            let pending = Intent { state: State::Pending { due_ms: now }, ..intent.clone() };
+            before_dispatch(&pending, context).unwrap_or(State::Pending { due_ms: now })
+        }
+        StatusCheck::Unknown { reason } => check_again(&format!("{}: {}", reason.code, reason.message)),
+        _ => check_again("an answer this engine does not know"),
+    };
+    Decision::to(next)
+}
+
+/// After a crash: an intent caught in flight may have executed (G3).
+pub fn recovered(intent: &Intent, now_ms: u64) -> Option<State> {
+    match intent.state {
+        State::Sent { .. } => Some(State::Ambiguous {
+            checks: 0,
+            due_ms: now_ms,
+            resend_allowed: true,
+        }),
+        _ => None,
+    }
+}
+
+/// Why an agent or operator action does not apply to the intent's state.
+#[derive(Debug, PartialEq, Eq)]
+pub struct NotApplicable(pub StateName);
+
+/// Funding attached: an intent awaiting payment becomes pending again (same key).
+pub fn attach_payment(intent: &Intent, now_ms: u64) -> Result<State, NotApplicable> {
+    match intent.state {
+        State::AwaitingPayment { .. } => Ok(State::Pending { due_ms: now_ms }),
+        _ => Err(NotApplicable(intent.state.name())),
+    }
+}
+
+/// Operator retry of a dead letter: first a status check (it may have executed after
+/// all), then a re-send with the same key if the provider has no record of it.
+pub fn operator_retry(intent: &Intent, now_ms: u64) -> Result<State, NotApplicable> {
+    match intent.state {
+        State::DeadLettered { .. } if intent.attempts.is_empty() => {
+            Ok(State::Pending { due_ms: now_ms })
+        }
+        State::DeadLettered { .. } => Ok(State::Ambiguous {
+            checks: 0,
+            due_ms: now_ms,
+            resend_allowed: true,
+        }),
+        _ => Err(NotApplicable(intent.state.name())),
+    }
+}
+
+/// Operator resolution of a dead letter, with a note and optional evidence.
+pub fn operator_resolve(
+    intent: &Intent,
+    note: String,
+    evidence: Option<String>,
+) -> Result<State, NotApplicable> {
+    match intent.state {
+        State::DeadLettered { .. } => Ok(State::Resolved { note, evidence }),
+        _ => Err(NotApplicable(intent.state.name())),
+    }
+}

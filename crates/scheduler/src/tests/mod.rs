@@ -1,0 +1,7 @@
+//! Tests beside the engine: the pure machine against a reference model, and a
+//! deterministic-seed simulation of the whole engine with a simulated provider and the
+//! intent-log's simulated file system.
+
+mod machine_props;
+mod sim_provider;
+mod simulation;
