@@ -1,6 +1,9 @@
 //! `intentctl`: the command line of `intents` (demo, serve, sim, inspect, dlq, wal, bench).
 
 mod bench;
+mod config;
+mod demo;
+mod serve;
 mod sim;
 mod wal;
 
@@ -19,6 +22,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the engine as a sidecar behind a JSON HTTP API until SIGINT or SIGTERM.
+    Serve(serve::ServeArgs),
+    /// Simulators, the sidecar as a child process killed and restarted, agents, and an audit.
+    Demo(demo::DemoArgs),
     /// Run the reference Purple Flea and Aeeron simulators until SIGINT or SIGTERM.
     Sim(sim::SimArgs),
     /// Verify, dump or fill a write-ahead log directory.
@@ -39,6 +46,15 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
+        Command::Serve(args) => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(serve::run(args))?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Demo(args) => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(demo::run(args))
+        }
         Command::Sim(args) => {
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(sim::run(args))?;

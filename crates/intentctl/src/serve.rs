@@ -1,0 +1,741 @@
+//! `intentctl serve`: the engine as a sidecar behind a small JSON HTTP API (axum).
+//!
+//! Routes: `POST /v1/intents`, `GET /v1/intents`, `GET /v1/intents/{id}`,
+//! `GET /v1/intents/{id}/wait?timeout=MS`, `POST /v1/intents/{id}/payment`, `GET /v1/dlq`,
+//! `POST /v1/dlq/{id}/retry`, `POST /v1/dlq/{id}/resolve`, `GET /metrics`, `GET /healthz`.
+//! Errors are `{"error":"<code>","message":"<text>"}`; bad input is 400 or 422, never 500.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use scheduler::{Engine, Intent, IntentId, ListFilter, Reason, StateName, SubmitRequest};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use crate::config::ServeConfig;
+
+/// Largest request body accepted, in bytes.
+pub const REQUEST_BODY_BYTES_MAX: usize = 64 * 1024;
+/// Long-poll wait when `timeout` is not given, and the most it may be.
+const WAIT_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+const WAIT_TIMEOUT_MS_MAX: u64 = 30_000;
+/// Page size of listings when `limit` is not given, and the most it may be.
+const LIST_LIMIT_DEFAULT: usize = 100;
+const LIST_LIMIT_MAX: usize = 1_000;
+/// Longest operator note or evidence, in characters.
+const NOTE_CHARS_MAX: usize = 4_096;
+
+/// Arguments of `intentctl serve`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ServeArgs {
+    /// Data directory (the log lives in DIR/wal).
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+    /// Address to listen on (port 0 picks a free port; the bound address is printed).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7700")]
+    pub listen: SocketAddr,
+    /// TOML configuration (connectors, sync mode, key retention); see config.rs.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Purple Flea base URL when no --config is given.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8080")]
+    pub purple_flea: String,
+    /// Aeeron base URL when no --config is given.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8081")]
+    pub aeeron: String,
+    /// Require `Authorization: Bearer <token>` with the token read from this variable.
+    #[arg(long, value_name = "VARIABLE")]
+    pub token_env: Option<String>,
+    /// Allow listening on a non-loopback address (only together with --token-env).
+    #[arg(long)]
+    pub allow_remote: bool,
+}
+
+#[derive(Clone)]
+struct App {
+    engine: Engine,
+    token: Option<Arc<str>>,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// An error answer: status, code, message.
+struct ApiError(StatusCode, &'static str, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let ApiError(status, code, message) = self;
+        (status, Json(json!({"error": code, "message": message}))).into_response()
+    }
+}
+
+impl From<scheduler::Error> for ApiError {
+    fn from(error: scheduler::Error) -> ApiError {
+        use scheduler::Error as E;
+        let (status, code) = match &error {
+            E::IdempotencyConflict { .. } => (StatusCode::CONFLICT, "idempotency_conflict"),
+            E::InvalidInput(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input"),
+            E::UnknownConnector(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_connector"),
+            E::SpendingLimit(_) => (StatusCode::UNPROCESSABLE_ENTITY, "spending_limit"),
+            E::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            E::WrongState { .. } => (StatusCode::CONFLICT, "wrong_state"),
+            E::ShutDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "engine_error"),
+        };
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(%error, "engine error");
+        }
+        ApiError(status, code, error.to_string())
+    }
+}
+
+type ApiResult = std::result::Result<Response, ApiError>;
+
+fn not_found(id: &str) -> ApiError {
+    ApiError(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no intent {id}"),
+    )
+}
+
+fn parse_id(text: &str) -> std::result::Result<IntentId, ApiError> {
+    IntentId::parse(text).ok_or_else(|| not_found(text))
+}
+
+/// Reads a JSON body into `T`: 413 when too large, 400 when not JSON, 422 when the shape is wrong.
+fn body_json<T: serde::de::DeserializeOwned>(
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> std::result::Result<T, ApiError> {
+    let bytes = body.map_err(|rejection| {
+        ApiError(
+            rejection.status(),
+            "invalid_body",
+            format!("request body: {}", rejection.body_text()),
+        )
+    })?;
+    let value: Value = serde_json::from_slice(&bytes).map_err(|error| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("request body is not JSON: {error}"),
+        )
+    })?;
+    serde_json::from_value(value).map_err(|error| {
+        ApiError(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            format!("request body: {error}"),
+        )
+    })
+}
+
+fn parse_json_text(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
+}
+
+fn reason_view(reason: &Reason) -> Value {
+    json!({
+        "code": reason.code,
+        "message": reason.message,
+        "details": reason.details_json.as_deref().map(parse_json_text),
+        "http_status": reason.http_status,
+    })
+}
+
+/// The JSON view of an intent.
+pub fn intent_view(intent: &Intent) -> Value {
+    use scheduler::State as S;
+    let (result, reason) = match &intent.state {
+        S::Succeeded { result_json } | S::Reconciled { result_json } => {
+            (Some(parse_json_text(result_json)), None)
+        }
+        S::Failed { reason } | S::DeadLettered { reason } | S::AwaitingPayment { reason } => {
+            (None, Some(reason_view(reason)))
+        }
+        _ => (None, None),
+    };
+    let mut view = json!({
+        "id": intent.spec.id.to_string(),
+        "state": intent.state.name().as_str(),
+        "connector": intent.spec.connector,
+        "operation": intent.spec.operation,
+        "params": parse_json_text(&intent.spec.params_json),
+        "idempotency_key": intent.spec.idempotency_key,
+        "attempts": intent.attempts.len(),
+        "status_checks": intent.status_checks,
+        "last_error": intent.last_error.as_ref().map(reason_view),
+        "result": result,
+        "reason": reason,
+        "resource_id": intent.resource_id,
+        "submitted_at_ms": intent.spec.submitted_at_ms,
+        "updated_at_ms": intent.updated_at_ms,
+    });
+    if let (S::Resolved { note, evidence }, Some(object)) = (&intent.state, view.as_object_mut()) {
+        object.insert("note".to_string(), json!(note));
+        object.insert("evidence".to_string(), json!(evidence));
+    }
+    view
+}
+
+fn ok(status: StatusCode, intent: &Intent) -> ApiResult {
+    Ok((status, Json(intent_view(intent))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubmitBody {
+    connector: String,
+    operation: String,
+    #[serde(default)]
+    params: Value,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+}
+
+async fn submit(
+    State(app): State<App>,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let body: SubmitBody = body_json(body)?;
+    let submitted = app
+        .engine
+        .submit(SubmitRequest {
+            connector: body.connector,
+            operation: body.operation,
+            params: body.params,
+            idempotency_key: body.idempotency_key,
+        })
+        .await?;
+    let status = if submitted.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    ok(status, &submitted.intent)
+}
+
+async fn get_intent(State(app): State<App>, Path(id): Path<String>) -> ApiResult {
+    let intent = app
+        .engine
+        .get(parse_id(&id)?)
+        .ok_or_else(|| not_found(&id))?;
+    ok(StatusCode::OK, &intent)
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    state: Option<String>,
+    connector: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+fn list_page(app: &App, query: ListQuery, state: Option<StateName>) -> ApiResult {
+    let invalid =
+        |message: String| ApiError(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", message);
+    let state = match (state, query.state.as_deref()) {
+        (Some(state), _) => Some(state),
+        (None, None | Some("")) => None,
+        (None, Some(text)) => Some(StateName::parse(text).ok_or_else(|| {
+            let known: Vec<&str> = StateName::ALL.iter().map(|name| name.as_str()).collect();
+            invalid(format!(
+                "state {text:?} is unknown; one of {}",
+                known.join(", ")
+            ))
+        })?),
+    };
+    let after = match query.cursor.as_deref() {
+        None | Some("") => None,
+        Some(text) => Some(
+            IntentId::parse(text)
+                .ok_or_else(|| invalid(format!("cursor {text:?} is not an intent id")))?,
+        ),
+    };
+    let limit = query.limit.unwrap_or(LIST_LIMIT_DEFAULT);
+    if limit == 0 || limit > LIST_LIMIT_MAX {
+        return Err(invalid(format!("limit must be 1..={LIST_LIMIT_MAX}")));
+    }
+    let intents = app.engine.list(&ListFilter {
+        state,
+        connector: query.connector.filter(|name| !name.is_empty()),
+        after,
+        limit: limit + 1,
+    });
+    let more = intents.len() > limit;
+    let page = &intents[..intents.len().min(limit)];
+    let next_cursor = if more {
+        page.last().map(|intent| intent.spec.id.to_string())
+    } else {
+        None
+    };
+    let views: Vec<Value> = page.iter().map(intent_view).collect();
+    Ok(Json(json!({"intents": views, "next_cursor": next_cursor})).into_response())
+}
+
+fn query_or_422<T>(
+    query: std::result::Result<Query<T>, QueryRejection>,
+) -> std::result::Result<T, ApiError> {
+    query.map(|Query(query)| query).map_err(|rejection| {
+        ApiError(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            rejection.body_text(),
+        )
+    })
+}
+
+async fn list_intents(
+    State(app): State<App>,
+    query: std::result::Result<Query<ListQuery>, QueryRejection>,
+) -> ApiResult {
+    list_page(&app, query_or_422(query)?, None)
+}
+
+async fn list_dlq(
+    State(app): State<App>,
+    query: std::result::Result<Query<ListQuery>, QueryRejection>,
+) -> ApiResult {
+    list_page(&app, query_or_422(query)?, Some(StateName::DeadLettered))
+}
+
+#[derive(Deserialize)]
+struct WaitQuery {
+    timeout: Option<u64>,
+}
+
+async fn wait_intent(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    query: std::result::Result<Query<WaitQuery>, QueryRejection>,
+) -> ApiResult {
+    let query = query_or_422(query)?;
+    let id = parse_id(&id)?;
+    let timeout_ms = query
+        .timeout
+        .unwrap_or(WAIT_TIMEOUT_MS_DEFAULT)
+        .min(WAIT_TIMEOUT_MS_MAX);
+    let mut shutdown = app.shutdown.clone();
+    let wait = app.engine.wait(id, Duration::from_millis(timeout_ms));
+    let intent = tokio::select! {
+        intent = wait => intent?,
+        _ = shutdown.wait_for(|stopping| *stopping) => {
+            app.engine.get(id).ok_or_else(|| not_found(&id.to_string()))?
+        }
+    };
+    ok(StatusCode::OK, &intent)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PaymentBody {
+    payment_id: String,
+}
+
+async fn attach_payment(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let id = parse_id(&id)?;
+    let body: PaymentBody = body_json(body)?;
+    if body.payment_id.trim().is_empty() || body.payment_id.len() > 128 {
+        return Err(ApiError(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            "payment_id must be 1..=128 characters".to_string(),
+        ));
+    }
+    let intent = app
+        .engine
+        .attach_payment(id, json!({"payment_id": body.payment_id}))
+        .await?;
+    ok(StatusCode::OK, &intent)
+}
+
+async fn dlq_retry(State(app): State<App>, Path(id): Path<String>) -> ApiResult {
+    let intent = app.engine.dlq_retry(parse_id(&id)?).await?;
+    ok(StatusCode::OK, &intent)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResolveBody {
+    note: String,
+    #[serde(default)]
+    evidence: Option<String>,
+}
+
+async fn dlq_resolve(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let id = parse_id(&id)?;
+    let body: ResolveBody = body_json(body)?;
+    let too_long = |text: &str| text.chars().count() > NOTE_CHARS_MAX;
+    if body.note.trim().is_empty()
+        || too_long(&body.note)
+        || body.evidence.as_deref().is_some_and(too_long)
+    {
+        return Err(ApiError(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            format!(
+                "note must be 1..={NOTE_CHARS_MAX} characters, evidence at most {NOTE_CHARS_MAX}"
+            ),
+        ));
+    }
+    let intent = app.engine.dlq_resolve(id, body.note, body.evidence).await?;
+    ok(StatusCode::OK, &intent)
+}
+
+async fn healthz() -> Response {
+    Json(json!({"status": "ok"})).into_response()
+}
+
+/// Prometheus text: intents by state, log sync latency and batch size histograms.
+fn metrics_text(engine: &Engine) -> String {
+    let mut text = String::new();
+    let counts = engine.counts();
+    let _ = writeln!(
+        text,
+        "# HELP intents Intents known to the engine, by state."
+    );
+    let _ = writeln!(text, "# TYPE intents gauge");
+    for name in StateName::ALL {
+        let count = counts.get(&name).copied().unwrap_or(0);
+        let _ = writeln!(text, "intents{{state=\"{}\"}} {count}", name.as_str());
+    }
+    let stats = engine.log_stats();
+    let _ = writeln!(
+        text,
+        "# HELP intents_log_records_total Records made durable."
+    );
+    let _ = writeln!(text, "# TYPE intents_log_records_total counter");
+    let _ = writeln!(text, "intents_log_records_total {}", stats.records);
+    let _ = writeln!(text, "# TYPE intents_log_bytes gauge");
+    let _ = writeln!(text, "intents_log_bytes {}", stats.log_bytes);
+    let _ = writeln!(text, "# TYPE intents_log_segments gauge");
+    let _ = writeln!(text, "intents_log_segments {}", stats.segments);
+    histogram(
+        &mut text,
+        "intents_log_sync_micros",
+        "Log sync (fsync) latency in microseconds.",
+        &stats.sync_micros_histogram,
+        stats.sync_micros_total,
+    );
+    histogram(
+        &mut text,
+        "intents_log_batch_records",
+        "Records per log batch (group commit).",
+        &stats.batch_records_histogram,
+        stats.records,
+    );
+    text
+}
+
+/// Writes a log2-bucketed histogram (bucket i holds values below 2^(i+1)) cumulatively.
+fn histogram(text: &mut String, name: &str, help: &str, buckets: &[u64], sum: u64) {
+    let _ = writeln!(text, "# HELP {name} {help}");
+    let _ = writeln!(text, "# TYPE {name} histogram");
+    let mut cumulative = 0u64;
+    for (index, count) in buckets.iter().enumerate() {
+        cumulative = cumulative.saturating_add(*count);
+        let upper = 1u128 << (index + 1);
+        let _ = writeln!(text, "{name}_bucket{{le=\"{upper}\"}} {cumulative}");
+    }
+    let _ = writeln!(text, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+    let _ = writeln!(text, "{name}_sum {sum}");
+    let _ = writeln!(text, "{name}_count {cumulative}");
+}
+
+async fn metrics(State(app): State<App>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        metrics_text(&app.engine),
+    )
+        .into_response()
+}
+
+/// Compares in time independent of where the first difference is.
+fn same_secret(left: &[u8], right: &[u8]) -> bool {
+    left.len() == right.len()
+        && left
+            .iter()
+            .zip(right)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+async fn require_token(State(app): State<App>, request: Request, next: Next) -> Response {
+    if let Some(token) = &app.token {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !same_secret(given.as_bytes(), token.as_bytes()) {
+            return ApiError(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid Authorization: Bearer token is required".to_string(),
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+async fn fallback() -> ApiError {
+    ApiError(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such route".to_string(),
+    )
+}
+
+fn router(app: App) -> Router {
+    let api = Router::new()
+        .route("/v1/intents", post(submit).get(list_intents))
+        .route("/v1/intents/{id}", get(get_intent))
+        .route("/v1/intents/{id}/wait", get(wait_intent))
+        .route("/v1/intents/{id}/payment", post(attach_payment))
+        .route("/v1/dlq", get(list_dlq))
+        .route("/v1/dlq/{id}/retry", post(dlq_retry))
+        .route("/v1/dlq/{id}/resolve", post(dlq_resolve))
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(app.clone(), require_token));
+    api.route("/healthz", get(healthz))
+        .fallback(fallback)
+        .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
+        .with_state(app)
+}
+
+/// Runs the sidecar until SIGINT or SIGTERM, then drains the engine.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let token: Option<Arc<str>> = match &args.token_env {
+        Some(variable) => {
+            let token = std::env::var(variable)
+                .with_context(|| format!("environment variable {variable} is not set"))?;
+            if token.is_empty() {
+                bail!("environment variable {variable} is empty");
+            }
+            Some(token.into())
+        }
+        None => None,
+    };
+    let remote_allowed = args.allow_remote && token.is_some();
+    if !(args.listen.ip().is_loopback() || remote_allowed) {
+        bail!(
+            "refusing to listen on {} (not loopback) without --allow-remote and --token-env",
+            args.listen
+        );
+    }
+    let config = match &args.config {
+        Some(path) => ServeConfig::load(path)?,
+        None => ServeConfig::defaults(&args.purple_flea, &args.aeeron),
+    };
+    std::fs::create_dir_all(&args.data)
+        .with_context(|| format!("creating {}", args.data.display()))?;
+    let (engine, report) = scheduler::Engine::open(
+        config.engine_config(&args.data)?,
+        config.connector_settings()?,
+    )
+    .await
+    .context("opening the engine")?;
+    tracing::info!(
+        intents = report.intents,
+        recovered_in_flight = report.recovered_in_flight,
+        "engine open"
+    );
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let address = listener.local_addr()?;
+    println!("listening http://{address}");
+    std::io::Write::flush(&mut std::io::stdout()).context("writing the address")?;
+    let (stop, stopped) = watch::channel(false);
+    let app = App {
+        engine: engine.clone(),
+        token,
+        shutdown: stopped,
+    };
+    let signal = async move {
+        match wait_for_signal().await {
+            Ok(name) => tracing::info!(signal = name, "shutting down"),
+            Err(error) => tracing::error!(%error, "signal handler"),
+        }
+        let _ = stop.send(true);
+    };
+    axum::serve(listener, router(app))
+        .with_graceful_shutdown(signal)
+        .await
+        .context("serving")?;
+    engine.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<&'static str> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => {
+            result.context("installing the SIGINT handler")?;
+            Ok("SIGINT")
+        }
+        _ = terminate.recv() => Ok("SIGTERM"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn start() -> (
+        tempfile::TempDir,
+        Engine,
+        String,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        // Connectors point at a closed port: nothing is dispatched successfully, which is
+        // fine for testing the API surface.
+        let config = ServeConfig::defaults("http://127.0.0.1:9", "http://127.0.0.1:9");
+        let (engine, _) = Engine::open(
+            config.engine_config(directory.path()).expect("config"),
+            config.connector_settings().expect("connectors"),
+        )
+        .await
+        .expect("engine");
+        let (_stop, stopped) = watch::channel(false);
+        let app = App {
+            engine: engine.clone(),
+            token: Some("sekrit".into()),
+            shutdown: stopped,
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("address"));
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, router(app)).await;
+        });
+        (directory, engine, base, server)
+    }
+
+    #[tokio::test]
+    async fn api_statuses_table() {
+        let (_directory, engine, base, server) = start().await;
+        let client = reqwest::Client::new();
+        let bet = json!({"connector":"purple_flea","operation":"bet","params":{"game":"dice","amount":"1.00","target":50,"prediction":"over"},"idempotency_key":"k1"});
+        let other = json!({"connector":"purple_flea","operation":"bet","params":{"game":"dice","amount":"2.00","target":50,"prediction":"over"},"idempotency_key":"k1"});
+        let big = "x".repeat(REQUEST_BODY_BYTES_MAX + 1);
+        // (method, path, body, token, expected status)
+        let cases: Vec<(&str, &str, Option<String>, bool, u16)> = vec![
+            ("GET", "/healthz", None, false, 200),
+            ("GET", "/v1/intents", None, false, 401),
+            ("POST", "/v1/intents", Some(bet.to_string()), true, 201),
+            ("POST", "/v1/intents", Some(bet.to_string()), true, 200),
+            ("POST", "/v1/intents", Some(other.to_string()), true, 409),
+            (
+                "POST",
+                "/v1/intents",
+                Some("{not json".to_string()),
+                true,
+                400,
+            ),
+            (
+                "POST",
+                "/v1/intents",
+                Some("{\"connector\":1}".to_string()),
+                true,
+                422,
+            ),
+            (
+                "POST",
+                "/v1/intents",
+                Some(json!({"connector":"nope","operation":"bet","params":{}}).to_string()),
+                true,
+                422,
+            ),
+            (
+                "POST",
+                "/v1/intents",
+                Some(
+                    json!({"connector":"purple_flea","operation":"bet","params":{"amount":"-1"}})
+                        .to_string(),
+                ),
+                true,
+                422,
+            ),
+            ("POST", "/v1/intents", Some(big), true, 413),
+            ("GET", "/v1/intents?state=bogus", None, true, 422),
+            ("GET", "/v1/intents?limit=abc", None, true, 422),
+            ("GET", "/v1/intents?state=pending&limit=5", None, true, 200),
+            ("GET", "/v1/intents/not-an-id", None, true, 404),
+            (
+                "GET",
+                "/v1/intents/00000000-0000-0000-0000-000000000000",
+                None,
+                true,
+                404,
+            ),
+            (
+                "POST",
+                "/v1/intents/00000000-0000-0000-0000-000000000000/payment",
+                Some("{\"payment_id\":\"pay_1\"}".to_string()),
+                true,
+                404,
+            ),
+            ("GET", "/v1/dlq", None, true, 200),
+            (
+                "POST",
+                "/v1/dlq/00000000-0000-0000-0000-000000000000/resolve",
+                Some("{\"note\":\"\"}".to_string()),
+                true,
+                422,
+            ),
+            ("GET", "/metrics", None, true, 200),
+            ("GET", "/nowhere", None, true, 404),
+        ];
+        for (method, path, body, token, expected) in cases {
+            let url = format!("{base}{path}");
+            let mut request = match method {
+                "GET" => client.get(&url),
+                _ => client.post(&url),
+            };
+            if token {
+                request = request.bearer_auth("sekrit");
+            }
+            if let Some(body) = body {
+                request = request
+                    .header("content-type", "application/json")
+                    .body(body);
+            }
+            let response = request.send().await.expect("request");
+            assert_eq!(response.status().as_u16(), expected, "{method} {path}");
+        }
+        let text = metrics_text(&engine);
+        assert!(text.contains("intents{state=\"pending\"}"), "{text}");
+        assert!(
+            text.contains("intents_log_sync_micros_bucket{le=\"+Inf\"}"),
+            "{text}"
+        );
+        server.abort();
+        engine.kill();
+    }
+}
