@@ -2,6 +2,7 @@
 //! scenario (matklad, "Delete Cargo Integration Tests").
 #![allow(clippy::unwrap_used)]
 
+mod engine_http;
 mod support;
 mod wal_cli;
 mod wal_fsync_failure;
