@@ -2,6 +2,7 @@
 //! scenario (matklad, "Delete Cargo Integration Tests").
 #![allow(clippy::unwrap_used)]
 
+mod demo_e2e;
 mod engine_http;
 mod support;
 mod wal_cli;

@@ -35,10 +35,10 @@ const FAULT_ATTEMPTS_PER_KEY: u64 = 3;
 #[derive(clap::Args, Clone, Debug)]
 pub struct DemoArgs {
     /// Intents the agents submit (escrow chains add a fund intent each).
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 500)]
     intents: usize,
     /// Times the sidecar is killed with SIGKILL and restarted during the run.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 4)]
     crashes: usize,
     /// Chance that a mutation meets a fault (split among the fault kinds).
     #[arg(long, default_value_t = 0.2)]
@@ -213,7 +213,7 @@ async fn run_job(shared: &Shared, seed: u64, index: usize, choice: u32) -> anyho
     let key = format!("demo-{seed}-{index}");
     match choice {
         0..=39 => {
-            let params = json!({"game":"dice","amount":"1.00","target":50,"prediction": if index % 2 == 0 {"over"} else {"under"}});
+            let params = json!({"game":"dice","amount":"1.00","target":50,"prediction": if index.is_multiple_of(2) {"over"} else {"under"}});
             let id = shared
                 .submit(submit_body("purple_flea", "bet", params, &key), deadline)
                 .await?;
