@@ -246,7 +246,6 @@ async fn request_in_progress_409_never_executes_twice() {
 // whole retry budget within milliseconds: dead-lettered `retries_exhausted` although the
 // bet executes a moment later.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "engine bug: 409 request_in_progress → status check 404 → immediate re-send with no backoff; 5 attempts in a few ms, then DeadLettered retries_exhausted though the bet executed"]
 async fn request_in_progress_409_ends_with_the_existing_result() {
     let (intent, offsets, server) = request_in_progress_scenario("conflict-2").await;
     assert!(
@@ -645,7 +644,6 @@ async fn key_reuse_same_payload_is_same_intent_other_payload_conflicts() {
 // gets `WrongState { state: "awaiting_payment", action: "attach_payment" }`, an error
 // that names the very state the action is for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "engine bug: attach_payment right after wait() returned AwaitingPayment fails with WrongState{state: awaiting_payment} (intent still in in_flight)"]
 async fn attach_payment_right_after_wait_is_refused() {
     const INTENTS: usize = 50;
     let server = aeeron_server(Vec::new()).await;

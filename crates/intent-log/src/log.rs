@@ -45,7 +45,8 @@ pub struct Log {
     shared: Arc<Shared>,
     sender: Mutex<Option<mpsc::Sender<AppendRequest>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    _lock: Box<dyn LockGuard>,
+    /// Released by `close`, so a closed log never keeps another open out.
+    lock: Mutex<Option<Box<dyn LockGuard>>>,
 }
 
 impl std::fmt::Debug for Log {
@@ -147,7 +148,7 @@ impl Log {
             shared,
             sender: Mutex::new(Some(sender)),
             writer: Mutex::new(Some(handle)),
-            _lock: lock,
+            lock: Mutex::new(Some(lock)),
         };
         Ok((log, report))
     }
@@ -337,6 +338,10 @@ impl Log {
         };
         if let Some(handle) = handle {
             let _ = handle.join();
+        }
+        // The writer is gone: nothing more can be written through this handle.
+        if let Ok(mut lock) = self.lock.lock() {
+            lock.take();
         }
     }
 }

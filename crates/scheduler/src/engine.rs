@@ -597,9 +597,9 @@ impl Engine {
                 .intents
                 .get(&id)
                 .ok_or_else(|| Error::NotFound(id.to_string()))?;
-            if state.in_flight.contains(&id) {
-                return Err(Error::wrong_state(id, intent.state.name(), action));
-            }
+            // Agent and operator actions apply only to states no worker moves out of
+            // (awaiting payment, dead-lettered), so a worker still finishing its last
+            // step for this intent is no conflict.
             decide(intent, now)
                 .map_err(|machine::NotApplicable(name)| Error::wrong_state(id, name, action))?
         };
@@ -954,7 +954,7 @@ async fn work_on(inner: &Arc<Inner>, id: IntentId) -> Result<()> {
                 let Some(current) = lock(&inner.state).folded.intents.get(&id).cloned() else {
                     return Ok(());
                 };
-                let decision = machine::after_outcome(&current, attempt, &outcome, context(now));
+                let decision = machine::after_outcome(&current, &outcome, context(now));
                 if let Some(until_ms) = decision.pause_connector_until_ms {
                     tracing::warn!(until_ms, "provider throttling: the whole connector pauses");
                     inner

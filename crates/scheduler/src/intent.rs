@@ -257,9 +257,15 @@ impl Intent {
         }
     }
 
-    /// Attempts counted against the retry budget (those since the last operator retry).
+    /// Attempts counted against the retry budget: those since the last operator retry,
+    /// except the ones the provider answered "already in progress" (409): those executed
+    /// nothing new, and the overall deadline still bounds them.
     pub fn attempts_in_budget(&self) -> u32 {
-        (self.attempts.len() as u32).saturating_sub(self.attempt_budget_start)
+        self.attempts
+            .iter()
+            .skip(self.attempt_budget_start as usize)
+            .filter(|attempt| attempt.outcome.as_deref() != Some("already_done"))
+            .count() as u32
     }
 
     /// When the first attempt went on the wire (the key's age counts from here).

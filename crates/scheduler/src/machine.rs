@@ -96,13 +96,9 @@ pub fn before_dispatch(intent: &Intent, context: Context<'_>) -> Option<State> {
     None
 }
 
-/// After attempt `attempt` came back with `outcome`.
-pub fn after_outcome(
-    intent: &Intent,
-    attempt: u32,
-    outcome: &Outcome,
-    context: Context<'_>,
-) -> Decision {
+/// After the intent's latest attempt came back with `outcome` (the attempt is already in
+/// `intent.attempts`, its outcome not yet recorded).
+pub fn after_outcome(intent: &Intent, outcome: &Outcome, context: Context<'_>) -> Decision {
     let now = context.now_ms;
     match outcome {
         Outcome::Success { result } => Decision::to(State::Succeeded {
@@ -123,7 +119,7 @@ pub fn after_outcome(
             scope,
         } => {
             let reason = Reason::from_detail(reason);
-            let attempts = attempt.saturating_sub(intent.attempt_budget_start);
+            let attempts = intent.attempts_in_budget();
             let retry_after_ms = retry_after.map(millis).unwrap_or(0);
             let pause = match scope {
                 RetryScope::Connector => {
@@ -171,10 +167,11 @@ pub fn after_outcome(
             due_ms: now.saturating_add(context.checks.delay_ms(0, context.unit)),
             resend_allowed: true,
         }),
-        // The provider has the key already: look up the existing result at once.
+        // The provider has the key already (409: the first request may still be running):
+        // look the result up after the first check delay, not at once.
         Outcome::AlreadyDone { .. } => Decision::to(State::Ambiguous {
             checks: 0,
-            due_ms: now,
+            due_ms: now.saturating_add(context.checks.delay_ms(0, context.unit)),
             resend_allowed: true,
         }),
         // Reconcile, then dead-letter for review; never replay automatically.
@@ -240,8 +237,11 @@ pub fn after_status_check(intent: &Intent, check: &StatusCheck, context: Context
             last,
         ),
         StatusCheck::NotFound => {
-            let pending = Intent { state: State::Pending { due_ms: now }, ..intent.clone() };
-            before_dispatch(&pending, context).unwrap_or(State::Pending { due_ms: now })
+            // Safe to re-send with the same key, but with the retry backoff: a provider
+            // that said 409 a moment ago may not list a request it is still running.
+            let due_ms = now.saturating_add(context.retry.delay_ms(intent.attempts.len() as u32, context.unit));
+            let pending = Intent { state: State::Pending { due_ms }, ..intent.clone() };
+            before_dispatch(&pending, Context { now_ms: due_ms, ..context }).unwrap_or(State::Pending { due_ms })
         }
         StatusCheck::Unknown { reason } => check_again(&format!("{}: {}", reason.code, reason.message)),
         _ => check_again("an answer this engine does not know"),

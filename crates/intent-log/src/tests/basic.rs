@@ -140,11 +140,14 @@ fn truncate_before_deletes_whole_segments_only() {
 #[test]
 fn a_second_open_of_the_same_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let (_log, _) = Log::open(dir.path(), Options::default()).unwrap();
+    let (log, _) = Log::open(dir.path(), Options::default()).unwrap();
     assert!(matches!(
         Log::open(dir.path(), Options::default()),
         Err(Error::Locked { .. })
     ));
+    // A closed log releases the directory even while its handle is still alive.
+    log.close();
+    let (_reopened, _) = Log::open(dir.path(), Options::default()).unwrap();
 }
 
 #[test]

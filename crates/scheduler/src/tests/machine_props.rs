@@ -108,7 +108,7 @@ proptest! {
                     prop_assert!(intent.attempts_in_budget() < retry.attempts_max);
                     intent.attempts.push(Attempt { number: attempt, started_at_ms: now, finished_at_ms: Some(now), outcome: Some(outcome.kind().into()), detail: None });
                     possibly_executed = matches!(outcome, Outcome::Success { .. } | Outcome::Ambiguous { .. } | Outcome::AlreadyDone { .. } | Outcome::ExecutionFailed { .. });
-                    let decision = machine::after_outcome(&intent, attempt, &outcome, context);
+                    let decision = machine::after_outcome(&intent, &outcome, context);
                     match (&outcome, &decision.next) {
                         (Outcome::Success { .. }, State::Succeeded { .. }) => {}
                         (Outcome::Permanent { .. } | Outcome::BudgetExceeded { .. }, State::Failed { .. }) => {}
