@@ -24,6 +24,7 @@ use tracing::Instrument;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::guards::{SpendingGuard, Window};
+use crate::index::{SledStore, StateStore, INDEX_DIR};
 use crate::intent::{Intent, IntentId, IntentSpec, State, StateName};
 use crate::machine::{self, Context};
 use crate::policy::{millis, RetryPolicy, StatusCheckPolicy};
@@ -75,6 +76,9 @@ pub struct EngineConfig {
     pub seed: Option<u64>,
     /// The file system of the log (tests pass a simulated one).
     pub fs: Option<Arc<dyn FileSystem>>,
+    /// Keep the sled index in `<data_dir>/index/` (history beyond the key-retention
+    /// window). It uses the real disk: turn it off with a simulated file system.
+    pub index: bool,
 }
 
 impl EngineConfig {
@@ -88,6 +92,7 @@ impl EngineConfig {
             clock: None,
             seed: None,
             fs: None,
+            index: true,
         }
     }
 }
@@ -154,6 +159,9 @@ struct Inner {
     worker_handles: Mutex<Vec<tokio::task::AbortHandle>>,
     /// Log size right after the last compaction.
     compacted_bytes: std::sync::atomic::AtomicU64,
+    /// The index (None when `config.index` is off, or once shut down or killed, so its
+    /// files are released).
+    store: Mutex<Option<Arc<dyn StateStore>>>,
 }
 
 /// The engine. Cheap to clone; all clones drive the same intents.
@@ -170,6 +178,10 @@ pub struct OpenReport {
     pub intents: usize,
     /// Intents found in flight and made ambiguous (G3).
     pub recovered_in_flight: usize,
+    /// The index was unreadable and was deleted and rebuilt from the log.
+    pub index_rebuilt: bool,
+    /// Intents written to the index on open because it was behind the log.
+    pub index_refolded: usize,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -295,6 +307,12 @@ impl Engine {
                 .map_err(|error| Error::Replay(format!("LSN {}: {error}", entry.lsn)))?;
             state.apply(entry.lsn, record, false)?;
         }
+        let (store, index_rebuilt, index_refolded) = if config.index {
+            let (store, rebuilt, refolded) = open_index(&config, &log, &state).await?;
+            (Some(store), rebuilt, refolded)
+        } else {
+            (None, false, 0)
+        };
         let clock = config.clock.unwrap_or_else(Clock::system);
         let max_guard_window_ms = by_name
             .values()
@@ -319,6 +337,7 @@ impl Engine {
             max_guard_window_ms,
             compacted_bytes: std::sync::atomic::AtomicU64::new(0),
             worker_handles: Mutex::new(Vec::new()),
+            store: Mutex::new(store),
             config,
         });
         // G3: whatever was on the wire when the process died may have executed.
@@ -367,6 +386,8 @@ impl Engine {
                 log: log_report,
                 intents,
                 recovered_in_flight,
+                index_rebuilt,
+                index_refolded,
             },
         ))
     }
@@ -453,56 +474,116 @@ impl Engine {
         })
     }
 
-    /// The intent as the engine knows it now.
+    /// The intent as the engine knows it now: from memory, else (once compaction evicted
+    /// it after the key-retention window) from the index.
     pub fn get(&self, id: IntentId) -> Option<Intent> {
-        lock(&self.inner.state).folded.intents.get(&id).cloned()
+        if let Some(intent) = lock(&self.inner.state).folded.intents.get(&id).cloned() {
+            return Some(intent);
+        }
+        let store = self.inner.store()?;
+        match store.get(id) {
+            Ok(intent) => intent,
+            Err(error) => {
+                tracing::warn!(intent = %id, %error, "index lookup failed");
+                None
+            }
+        }
     }
 
-    /// The intent submitted with this key on this connector, while the key is retained.
+    /// The intent submitted with this key on this connector: from memory while the key
+    /// is retained, else the one the index last saw with it. Only lookups fall back to the
+    /// index: G4 (a replayed key returns the same intent) is guaranteed within the
+    /// key-retention window only; a key submitted again after it is a new intent.
     pub fn get_by_key(&self, connector: &str, key: &str) -> Option<Intent> {
-        let state = lock(&self.inner.state);
-        let id = state.keys.get(&(connector.to_string(), key.to_string()))?;
-        state.folded.intents.get(id).cloned()
+        {
+            let state = lock(&self.inner.state);
+            if let Some(id) = state.keys.get(&(connector.to_string(), key.to_string())) {
+                if let Some(intent) = state.folded.intents.get(id) {
+                    return Some(intent.clone());
+                }
+            }
+        }
+        let store = self.inner.store()?;
+        match store.get_by_key(connector, key) {
+            Ok(intent) => intent,
+            Err(error) => {
+                tracing::warn!(connector, %error, "index lookup by key failed");
+                None
+            }
+        }
     }
 
-    /// Intents in submit order, filtered.
+    /// Intents in submit order, filtered: those in memory, and those the index still
+    /// holds after compaction evicted them (history beyond the key-retention window).
     pub fn list(&self, filter: &ListFilter) -> Vec<Intent> {
-        let state = lock(&self.inner.state);
-        let mut intents: Vec<&Intent> = state
-            .folded
-            .intents
-            .values()
-            .filter(|intent| filter.state.is_none_or(|name| intent.state.name() == name))
-            .filter(|intent| {
-                filter
-                    .connector
-                    .as_ref()
-                    .is_none_or(|connector| &intent.spec.connector == connector)
-            })
-            .collect();
-        intents.sort_by_key(|intent| (intent.spec.submitted_at_ms, intent.spec.id));
-        let start = match filter.after {
-            Some(after) => intents
-                .iter()
-                .position(|intent| intent.spec.id == after)
-                .map(|position| position + 1)
-                .unwrap_or(0),
-            None => 0,
-        };
         let limit = if filter.limit == 0 {
             usize::MAX
         } else {
             filter.limit
         };
+        let cursor = filter
+            .after
+            .and_then(|after| self.get(after))
+            .map(|intent| (intent.spec.submitted_at_ms, intent.spec.id));
+        let matches = |intent: &Intent| {
+            filter.state.is_none_or(|name| intent.state.name() == name)
+                && filter
+                    .connector
+                    .as_ref()
+                    .is_none_or(|connector| &intent.spec.connector == connector)
+                && cursor
+                    .is_none_or(|cursor| (intent.spec.submitted_at_ms, intent.spec.id) > cursor)
+        };
+        let (mut intents, in_memory): (Vec<Intent>, HashSet<IntentId>) = {
+            let state = lock(&self.inner.state);
+            let mut intents: Vec<&Intent> = state
+                .folded
+                .intents
+                .values()
+                .filter(|intent| matches(intent))
+                .collect();
+            intents.sort_by_key(|intent| (intent.spec.submitted_at_ms, intent.spec.id));
+            let intents = intents.into_iter().take(limit).cloned().collect();
+            (intents, state.folded.intents.keys().copied().collect())
+        };
+        if let Some(store) = self.inner.store() {
+            // The memory copy decides for intents still in memory; the index adds the
+            // evicted ones, read page by page until `limit` of them match.
+            let mut from_store = 0;
+            let mut after = cursor;
+            let page = crate::index::list_page_size();
+            'pages: loop {
+                let batch = match store.list(filter.state, after, page) {
+                    Ok(batch) => batch,
+                    Err(error) => {
+                        tracing::warn!(%error, "index listing failed");
+                        break;
+                    }
+                };
+                let done = batch.len() < page;
+                for intent in batch {
+                    after = Some((intent.spec.submitted_at_ms, intent.spec.id));
+                    if in_memory.contains(&intent.spec.id) || !matches(&intent) {
+                        continue;
+                    }
+                    intents.push(intent);
+                    from_store += 1;
+                    if from_store >= limit {
+                        break 'pages;
+                    }
+                }
+                if done {
+                    break;
+                }
+            }
+        }
+        intents.sort_by_key(|intent| (intent.spec.submitted_at_ms, intent.spec.id));
+        intents.truncate(limit);
         intents
-            .into_iter()
-            .skip(start)
-            .take(limit)
-            .cloned()
-            .collect()
     }
 
-    /// How many intents are in each state.
+    /// How many intents in memory are in each state (live ones, and finished ones within
+    /// the key-retention window; not the index's history).
     pub fn counts(&self) -> HashMap<StateName, usize> {
         let state = lock(&self.inner.state);
         let mut counts = HashMap::new();
@@ -517,11 +598,11 @@ impl Engine {
     pub async fn wait(&self, id: IntentId, timeout: Duration) -> Result<Intent> {
         let receiver = {
             let mut state = lock(&self.inner.state);
-            let intent = state
-                .folded
-                .intents
-                .get(&id)
-                .ok_or_else(|| Error::NotFound(id.to_string()))?;
+            let Some(intent) = state.folded.intents.get(&id) else {
+                drop(state);
+                // Evicted by compaction: finished, so settled, if the index has it.
+                return self.get(id).ok_or_else(|| Error::NotFound(id.to_string()));
+            };
             if settled(&intent.state) {
                 return Ok(intent.clone());
             }
@@ -637,6 +718,11 @@ impl Engine {
             notified.await;
         }
         inner.log.close();
+        if let Some(store) = lock(&inner.store).take() {
+            if let Err(error) = store.flush() {
+                tracing::warn!(%error, "flushing the index failed; it is re-folded from the log on open");
+            }
+        }
     }
 
     /// For tests and diagnostics: (driver still running, intents in flight, timers set).
@@ -661,7 +747,49 @@ impl Engine {
             handle.abort();
         }
         self.inner.log.close();
+        // Release the index (and sled's file lock) without flushing, as a crash would.
+        lock(&self.inner.store).take();
     }
+}
+
+/// Opens the index in `<data_dir>/index/` (rebuilding it if unreadable), refuses a log
+/// that lost records the index saw, and re-folds into it whatever it is behind on.
+async fn open_index(
+    config: &EngineConfig,
+    log: &Log,
+    state: &EngineState,
+) -> Result<(Arc<dyn StateStore>, bool, usize)> {
+    let dir = config.data_dir.join(INDEX_DIR);
+    let (store, rebuilt) = tokio::task::spawn_blocking(move || SledStore::open_or_rebuild(&dir))
+        .await
+        .map_err(|error| Error::Index(format!("open task: {error}")))??;
+    let applied = store.applied_lsn()?;
+    let log_last = log.durable_lsn();
+    if applied > log_last {
+        return Err(Error::Index(format!(
+            "the index in {} has applied LSN {applied} but the log ends at LSN {log_last}: \
+             the log lost records the index saw; refusing to open (restore the log, or \
+             delete the index directory to rebuild it from this log)",
+            store.dir().display()
+        )));
+    }
+    // `put` keeps a stored copy at the same or a later LSN, so writing every intent in
+    // memory re-folds exactly those the index is behind on (including any written out of
+    // LSN order before a crash).
+    let mut refolded = 0;
+    for intent in state.folded.intents.values() {
+        if store.put(intent, intent.last_lsn)? {
+            refolded += 1;
+        }
+    }
+    store.mark_applied(log_last)?;
+    if refolded > 0 {
+        store.flush()?;
+    }
+    if rebuilt || refolded > 0 {
+        tracing::info!(refolded, rebuilt, "index re-folded from the log");
+    }
+    Ok((Arc::new(store), rebuilt, refolded))
 }
 
 fn shard<T: Hash>(value: &T) -> usize {
@@ -675,8 +803,30 @@ impl Inner {
         let _shared = self.barrier.read().await;
         let body = record.encode()?;
         let lsn = self.log.append(RECORD_KIND, body).await?;
-        lock(&self.state).apply(lsn, record, true)?;
+        let id = lock(&self.state).apply(lsn, record, true)?;
+        if let Some(id) = id {
+            self.index_intent(id, lsn);
+        }
         Ok(lsn)
+    }
+
+    fn store(&self) -> Option<Arc<dyn StateStore>> {
+        lock(&self.store).clone()
+    }
+
+    /// Writes an intent to the index after a transition (outside the state lock). A
+    /// failure is logged, not returned: the transition is durable in the log, and the
+    /// index is re-folded from the log on the next open.
+    fn index_intent(&self, id: IntentId, lsn: u64) {
+        let Some(store) = self.store() else {
+            return;
+        };
+        let Some(intent) = lock(&self.state).folded.intents.get(&id).cloned() else {
+            return;
+        };
+        if let Err(error) = store.put(&intent, lsn) {
+            tracing::error!(intent = %id, %error, "could not write the index; it is re-folded from the log on open");
+        }
     }
 
     /// A uniform random number in [0, 1) for jitter.
@@ -689,6 +839,7 @@ impl Inner {
         let now = self.clock.now_ms();
         let retention = self.config.key_retention_ms;
         let keep_window = self.max_guard_window_ms;
+        let mut evicted_intents = Vec::new();
         let (snapshots, pauses) = {
             let mut state = lock(&self.state);
             let evicted: Vec<IntentId> = state
@@ -710,6 +861,7 @@ impl Inner {
                         intent.spec.connector.clone(),
                         intent.spec.idempotency_key.clone(),
                     ));
+                    evicted_intents.push(intent);
                 }
             }
             let mut snapshots: Vec<Intent> = state.folded.intents.values().cloned().collect();
@@ -723,6 +875,18 @@ impl Inner {
                 .collect();
             (snapshots, pauses)
         };
+        // Evicted intents leave memory but stay in the index (history). Live writes already
+        // put them there; this makes sure, and flushes. The log is still what compaction
+        // keeps: nothing below is deleted because the index holds it.
+        if let Some(store) = self.store() {
+            let written: Result<()> = evicted_intents.iter().try_for_each(|intent| {
+                store.put(intent, intent.last_lsn)?;
+                Ok(())
+            });
+            if let Err(error) = written.and_then(|()| store.flush()) {
+                tracing::warn!(%error, "could not keep evicted intents in the index; their history is lost from lookups");
+            }
+        }
         let mut records: Vec<Record> = pauses
             .into_iter()
             .map(|(connector, until_ms)| Record::ConnectorPaused {

@@ -5,12 +5,13 @@
 //!
 //! `machine.rs` is the pure state machine, `record.rs` the log records and their fold,
 //! `engine.rs` the driver and the library API, `policy.rs` retry and status-check
-//! policies, `guards.rs` spending guards.
+//! policies, `guards.rs` spending guards, `index.rs` the sled index behind `StateStore`.
 
 pub mod clock;
 pub mod engine;
 pub mod error;
 pub mod guards;
+pub mod index;
 pub mod intent;
 pub mod machine;
 pub mod policy;
@@ -23,6 +24,7 @@ pub use engine::{
 };
 pub use error::{Error, Result};
 pub use guards::SpendingGuard;
+pub use index::{SledStore, StateStore};
 pub use intent::{Attempt, Intent, IntentId, IntentSpec, Reason, State, StateName};
 pub use policy::{RetryPolicy, StatusCheckPolicy};
 

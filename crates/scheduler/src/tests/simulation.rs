@@ -44,6 +44,8 @@ fn clock(start: tokio::time::Instant) -> crate::Clock {
 fn config(fs: &SimFileSystem, seed: u64, start: tokio::time::Instant) -> EngineConfig {
     let mut config = EngineConfig::new("/data");
     config.fs = Some(Arc::new(fs.clone()));
+    // sled uses the real disk; "/data" is fictitious.
+    config.index = false;
     config.seed = Some(seed);
     config.clock = Some(clock(start));
     config.log = intent_log::Options {
