@@ -79,6 +79,11 @@ pub struct EngineConfig {
     /// Keep the sled index in `<data_dir>/index/` (history beyond the key-retention
     /// window). It uses the real disk: turn it off with a simulated file system.
     pub index: bool,
+    /// Tests on tokio's paused clock only: while the engine waits for the log's writer
+    /// thread, hold the clock still (a blocking task inhibits auto-advance), so simulated
+    /// time does not race ahead of real I/O.
+    #[doc(hidden)]
+    pub hold_paused_clock_during_io: bool,
 }
 
 impl EngineConfig {
@@ -93,6 +98,7 @@ impl EngineConfig {
             seed: None,
             fs: None,
             index: true,
+            hold_paused_clock_during_io: false,
         }
     }
 }
@@ -694,6 +700,12 @@ impl Engine {
         self.inner.log.stats()
     }
 
+    /// True once the log refused a write or a sync (G7): from then on nothing more is
+    /// recorded and the engine stops driving intents until it is reopened on the same data.
+    pub fn is_log_poisoned(&self) -> bool {
+        self.inner.log.is_poisoned()
+    }
+
     /// Writes snapshots of what is still needed and deletes older log segments. Runs by
     /// itself when the log passes `compact_log_bytes`; callable directly.
     pub async fn compact(&self) -> Result<usize> {
@@ -802,12 +814,26 @@ impl Inner {
     async fn log_and_apply(&self, record: Record) -> Result<u64> {
         let _shared = self.barrier.read().await;
         let body = record.encode()?;
+        let _hold = self.hold_clock();
         let lsn = self.log.append(RECORD_KIND, body).await?;
         let id = lock(&self.state).apply(lsn, record, true)?;
         if let Some(id) = id {
             self.index_intent(id, lsn);
         }
         Ok(lsn)
+    }
+
+    /// See `EngineConfig::hold_paused_clock_during_io`: a blocking task that lives until
+    /// the returned guard is dropped.
+    fn hold_clock(&self) -> Option<std::sync::mpsc::Sender<()>> {
+        if !self.config.hold_paused_clock_during_io {
+            return None;
+        }
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        tokio::task::spawn_blocking(move || {
+            let _ = held.recv();
+        });
+        Some(release)
     }
 
     fn store(&self) -> Option<Arc<dyn StateStore>> {
@@ -906,6 +932,7 @@ impl Inner {
             for record in chunk {
                 batch.push((RECORD_KIND, record.encode()?));
             }
+            let _hold = self.hold_clock();
             let lsn = self.log.append_batch(batch).await?;
             first_lsn.get_or_insert(lsn);
         }
