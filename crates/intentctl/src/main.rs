@@ -3,6 +3,7 @@
 mod bench;
 mod config;
 mod demo;
+mod openapi;
 mod serve;
 mod sim;
 mod wal;

@@ -520,6 +520,7 @@ fn router(app: App) -> Router {
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(app.clone(), require_token));
     api.route("/healthz", get(healthz))
+        .route("/openapi.json", get(crate::openapi::serve_document))
         .fallback(fallback)
         .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
         .with_state(app)
