@@ -4,6 +4,7 @@
 
 mod demo_e2e;
 mod engine_http;
+mod operator_cli;
 mod sidecar_api;
 mod support;
 mod wal_cli;

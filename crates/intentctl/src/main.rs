@@ -4,6 +4,7 @@ mod bench;
 mod config;
 mod demo;
 mod openapi;
+mod ops;
 mod serve;
 mod sim;
 mod wal;
@@ -29,6 +30,14 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Run the reference Purple Flea and Aeeron simulators until SIGINT or SIGTERM.
     Sim(sim::SimArgs),
+    /// Counts by state, oldest waiting intent, DLQ depth, log size (--data DIR or --server URL).
+    Inspect(ops::InspectArgs),
+    /// List or show intents (--data DIR or --server URL).
+    #[command(subcommand)]
+    Intents(ops::IntentsCommand),
+    /// List, show, retry or resolve dead letters (--data DIR or --server URL).
+    #[command(subcommand)]
+    Dlq(ops::DlqCommand),
     /// Verify, dump or fill a write-ahead log directory.
     #[command(subcommand)]
     Wal(wal::WalCommand),
@@ -61,6 +70,11 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
             runtime.block_on(sim::run(args))?;
             Ok(std::process::ExitCode::SUCCESS)
         }
+        Command::Inspect(args) => tokio::runtime::Runtime::new()?.block_on(ops::inspect(args)),
+        Command::Intents(command) => {
+            tokio::runtime::Runtime::new()?.block_on(ops::intents(command))
+        }
+        Command::Dlq(command) => tokio::runtime::Runtime::new()?.block_on(ops::dlq(command)),
         Command::Wal(command) => wal::run(command),
         Command::Bench(command) => bench::run(command),
     }
