@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod demo_e2e;
+mod disk_full;
 mod engine_http;
 mod operator_cli;
 mod sidecar_api;

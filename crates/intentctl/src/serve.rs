@@ -4,11 +4,19 @@
 //! `GET /v1/intents/{id}/wait?timeout=MS`, `POST /v1/intents/{id}/payment`, `GET /v1/dlq`,
 //! `POST /v1/dlq/{id}/retry`, `POST /v1/dlq/{id}/resolve`, `GET /metrics`, `GET /healthz`.
 //! Errors are `{"error":"<code>","message":"<text>"}`; bad input is 400 or 422, never 500.
+//!
+//! Disk full (or any failed log write or sync): the log poisons itself (G7) and the engine
+//! stops. The server keeps answering: `POST /v1/intents` (and every other change) is 503
+//! `log_unavailable`, reads answer from memory, and `GET /healthz` is 503
+//! `{"status":"degraded","log":"poisoned",..}` (200 `{"status":"ok","log":"ok"}` otherwise).
+//! A background task stops the poisoned engine and reopens it on the same data directory
+//! (recovery from disk) every [`RECOVERY_INTERVAL_MS`] until a space probe and the reopen
+//! succeed; then intents are accepted again and the acknowledged ones are driven on.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path as FilePath, PathBuf};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -37,6 +45,17 @@ const LIST_LIMIT_DEFAULT: usize = 100;
 const LIST_LIMIT_MAX: usize = 1_000;
 /// Longest operator note or evidence, in characters.
 const NOTE_CHARS_MAX: usize = 4_096;
+/// How often the recovery task checks the log, and waits between attempts to reopen it.
+pub const RECOVERY_INTERVAL_MS: u64 = 1_000;
+/// How long a poisoned engine may take to stop gracefully before it is stopped at once.
+const POISONED_SHUTDOWN_MS_MAX: u64 = 5_000;
+/// Bytes written and synced in the data directory to check that space is back before
+/// reopening (so a still-full disk is not reopened only to be poisoned again).
+const SPACE_PROBE_BYTES: usize = 256 * 1024;
+const SPACE_PROBE_FILE_NAME: &str = ".space-probe";
+/// What a refused change and a degraded `/healthz` say.
+pub const LOG_REFUSED_MESSAGE: &str =
+    "the write-ahead log refused a write (disk full?): no intent is accepted until it recovers";
 
 /// Arguments of `intentctl serve`.
 #[derive(clap::Args, Clone, Debug)]
@@ -64,11 +83,53 @@ pub struct ServeArgs {
     pub allow_remote: bool,
 }
 
+/// The engine being served; swapped for a reopened one after its log is poisoned.
+struct EngineSlot {
+    current: RwLock<Engine>,
+}
+
+impl EngineSlot {
+    fn new(engine: Engine) -> EngineSlot {
+        EngineSlot {
+            current: RwLock::new(engine),
+        }
+    }
+
+    fn get(&self) -> Engine {
+        match self.current.read() {
+            Ok(engine) => engine.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn set(&self, engine: Engine) {
+        match self.current.write() {
+            Ok(mut current) => *current = engine,
+            Err(poisoned) => *poisoned.into_inner() = engine,
+        }
+    }
+}
+
 #[derive(Clone)]
 struct App {
-    engine: Engine,
+    slot: Arc<EngineSlot>,
     token: Option<Arc<str>>,
     shutdown: watch::Receiver<bool>,
+}
+
+impl App {
+    /// The engine now (a handler keeps the one it started with).
+    fn engine(&self) -> Engine {
+        self.slot.get()
+    }
+}
+
+fn log_refused(cause: Option<&str>) -> ApiError {
+    let message = match cause {
+        Some(cause) => format!("{LOG_REFUSED_MESSAGE} ({cause})"),
+        None => LOG_REFUSED_MESSAGE.to_string(),
+    };
+    ApiError(StatusCode::SERVICE_UNAVAILABLE, "log_unavailable", message)
 }
 
 /// An error answer: status, code, message.
@@ -84,6 +145,10 @@ impl IntoResponse for ApiError {
 impl From<scheduler::Error> for ApiError {
     fn from(error: scheduler::Error) -> ApiError {
         use scheduler::Error as E;
+        if let E::Log(cause) = &error {
+            tracing::error!(error = %cause, "the write-ahead log refused a change");
+            return log_refused(Some(&cause.to_string()));
+        }
         let (status, code) = match &error {
             E::IdempotencyConflict { .. } => (StatusCode::CONFLICT, "idempotency_conflict"),
             E::InvalidInput(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input"),
@@ -209,9 +274,12 @@ async fn submit(
     State(app): State<App>,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> ApiResult {
+    let engine = app.engine();
+    if engine.is_log_poisoned() {
+        return Err(log_refused(None));
+    }
     let body: SubmitBody = body_json(body)?;
-    let submitted = app
-        .engine
+    let submitted = engine
         .submit(SubmitRequest {
             connector: body.connector,
             operation: body.operation,
@@ -229,7 +297,7 @@ async fn submit(
 
 async fn get_intent(State(app): State<App>, Path(id): Path<String>) -> ApiResult {
     let intent = app
-        .engine
+        .engine()
         .get(parse_id(&id)?)
         .ok_or_else(|| not_found(&id))?;
     ok(StatusCode::OK, &intent)
@@ -268,7 +336,7 @@ fn list_page(app: &App, query: ListQuery, state: Option<StateName>) -> ApiResult
     if limit == 0 || limit > LIST_LIMIT_MAX {
         return Err(invalid(format!("limit must be 1..={LIST_LIMIT_MAX}")));
     }
-    let intents = app.engine.list(&ListFilter {
+    let intents = app.engine().list(&ListFilter {
         state,
         connector: query.connector.filter(|name| !name.is_empty()),
         after,
@@ -328,11 +396,12 @@ async fn wait_intent(
         .unwrap_or(WAIT_TIMEOUT_MS_DEFAULT)
         .min(WAIT_TIMEOUT_MS_MAX);
     let mut shutdown = app.shutdown.clone();
-    let wait = app.engine.wait(id, Duration::from_millis(timeout_ms));
+    let engine = app.engine();
+    let wait = engine.wait(id, Duration::from_millis(timeout_ms));
     let intent = tokio::select! {
         intent = wait => intent?,
         _ = shutdown.wait_for(|stopping| *stopping) => {
-            app.engine.get(id).ok_or_else(|| not_found(&id.to_string()))?
+            engine.get(id).ok_or_else(|| not_found(&id.to_string()))?
         }
     };
     ok(StatusCode::OK, &intent)
@@ -359,14 +428,14 @@ async fn attach_payment(
         ));
     }
     let intent = app
-        .engine
+        .engine()
         .attach_payment(id, json!({"payment_id": body.payment_id}))
         .await?;
     ok(StatusCode::OK, &intent)
 }
 
 async fn dlq_retry(State(app): State<App>, Path(id): Path<String>) -> ApiResult {
-    let intent = app.engine.dlq_retry(parse_id(&id)?).await?;
+    let intent = app.engine().dlq_retry(parse_id(&id)?).await?;
     ok(StatusCode::OK, &intent)
 }
 
@@ -398,12 +467,115 @@ async fn dlq_resolve(
             ),
         ));
     }
-    let intent = app.engine.dlq_resolve(id, body.note, body.evidence).await?;
+    let intent = app
+        .engine()
+        .dlq_resolve(id, body.note, body.evidence)
+        .await?;
     ok(StatusCode::OK, &intent)
 }
 
-async fn healthz() -> Response {
-    Json(json!({"status": "ok"})).into_response()
+/// 200 `{"status":"ok"}`, or 503 `{"status":"degraded"}` while the log is poisoned (reads
+/// still answer; changes are refused until the engine is reopened).
+async fn healthz(State(app): State<App>) -> Response {
+    if app.engine().is_log_poisoned() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "degraded", "log": "poisoned", "message": LOG_REFUSED_MESSAGE})),
+        )
+            .into_response();
+    }
+    Json(json!({"status": "ok", "log": "ok"})).into_response()
+}
+
+/// Opens the engine on `data` with `config`.
+async fn open_engine(
+    config: &ServeConfig,
+    data: &FilePath,
+) -> anyhow::Result<(Engine, scheduler::OpenReport)> {
+    let opened = Engine::open(config.engine_config(data)?, config.connector_settings()?)
+        .await
+        .context("opening the engine")?;
+    Ok(opened)
+}
+
+/// Writes, syncs and deletes a small file in `data`: fails while the disk is still full.
+async fn probe_space(data: &FilePath) -> anyhow::Result<()> {
+    let path = data.join(SPACE_PROBE_FILE_NAME);
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let written = std::fs::File::create(&path).and_then(|mut file| {
+            std::io::Write::write_all(&mut file, &[0u8; SPACE_PROBE_BYTES])?;
+            file.sync_all()
+        });
+        let _ = std::fs::remove_file(&path);
+        written.with_context(|| format!("space probe {}", path.display()))
+    })
+    .await
+    .context("space probe task")?
+}
+
+/// Watches the log; once it is poisoned, stops the engine and reopens it on the same data
+/// until that works (G7: the log is never written again through the poisoned handle).
+async fn recover_poisoned_log(
+    slot: Arc<EngineSlot>,
+    config: ServeConfig,
+    data: PathBuf,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let interval = Duration::from_millis(RECOVERY_INTERVAL_MS);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.wait_for(|stopping| *stopping) => return,
+        }
+        let engine = slot.get();
+        if !engine.is_log_poisoned() {
+            continue;
+        }
+        tracing::error!(
+            "the write-ahead log is poisoned (a write or sync failed; disk full?): refusing \
+             new intents, answering reads from memory, stopping the engine to reopen it"
+        );
+        let graceful = Duration::from_millis(POISONED_SHUTDOWN_MS_MAX);
+        if tokio::time::timeout(graceful, engine.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the poisoned engine did not stop in time; stopping it at once");
+        }
+        // Stops whatever is left and releases the log's lock and the index.
+        engine.kill();
+        let mut attempts: u64 = 0;
+        loop {
+            attempts += 1;
+            let reopened = match probe_space(&data).await {
+                Ok(()) => open_engine(&config, &data).await,
+                Err(error) => Err(error),
+            };
+            match reopened {
+                Ok((engine, report)) => {
+                    slot.set(engine);
+                    tracing::warn!(
+                        attempts,
+                        intents = report.intents,
+                        recovered_in_flight = report.recovered_in_flight,
+                        "the write-ahead log recovered: the engine is reopened and accepts intents again"
+                    );
+                    break;
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        attempts,
+                        error = format!("{error:#}"),
+                        "reopening the engine failed; still refusing intents, retrying"
+                    );
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.wait_for(|stopping| *stopping) => return,
+            }
+        }
+    }
 }
 
 /// Prometheus text: intents by state, log sync latency and batch size histograms.
@@ -465,7 +637,7 @@ fn histogram(text: &mut String, name: &str, help: &str, buckets: &[u64], sum: u6
 async fn metrics(State(app): State<App>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        metrics_text(&app.engine),
+        metrics_text(&app.engine()),
     )
         .into_response()
 }
@@ -552,12 +724,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&args.data)
         .with_context(|| format!("creating {}", args.data.display()))?;
-    let (engine, report) = scheduler::Engine::open(
-        config.engine_config(&args.data)?,
-        config.connector_settings()?,
-    )
-    .await
-    .context("opening the engine")?;
+    let (engine, report) = open_engine(&config, &args.data).await?;
     tracing::info!(
         intents = report.intents,
         recovered_in_flight = report.recovered_in_flight,
@@ -570,8 +737,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     println!("listening http://{address}");
     std::io::Write::flush(&mut std::io::stdout()).context("writing the address")?;
     let (stop, stopped) = watch::channel(false);
+    let slot = Arc::new(EngineSlot::new(engine));
+    let recovery = tokio::spawn(recover_poisoned_log(
+        slot.clone(),
+        config.clone(),
+        args.data.clone(),
+        stopped.clone(),
+    ));
     let app = App {
-        engine: engine.clone(),
+        slot: slot.clone(),
         token,
         shutdown: stopped,
     };
@@ -586,7 +760,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_graceful_shutdown(signal)
         .await
         .context("serving")?;
-    engine.shutdown().await;
+    let _ = recovery.await;
+    slot.get().shutdown().await;
     Ok(())
 }
 
@@ -624,7 +799,7 @@ mod tests {
         .expect("engine");
         let (_stop, stopped) = watch::channel(false);
         let app = App {
-            engine: engine.clone(),
+            slot: Arc::new(EngineSlot::new(engine.clone())),
             token: Some("sekrit".into()),
             shutdown: stopped,
         };

@@ -1,0 +1,262 @@
+//! Issue 6: the data disk fills up under `intentctl serve` (a real size-limited tmpfs, so
+//! the log's write really fails with ENOSPC). The server keeps answering, refuses new
+//! intents with 503 `log_unavailable`, reports degraded on `/healthz`, loses nothing
+//! acknowledged, and accepts intents again once space returns. Needs root to mount (CI
+//! runs as root).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::support::intentctl;
+
+/// Size of the tmpfs holding the data directory.
+const TMPFS_SIZE: &str = "size=4m";
+/// Intents acknowledged before the disk fills.
+const INTENTS_BEFORE_FILL: usize = 10;
+/// Most submits tried after the fill before the refusal must have come.
+const SUBMITS_DURING_FILL_MAX: usize = 200;
+/// Bounds of each waiting phase.
+const REFUSAL_WAIT_MS_MAX: u64 = 10_000;
+const RECOVERY_WAIT_MS_MAX: u64 = 15_000;
+const SETTLE_WAIT_MS_MAX: u64 = 15_000;
+/// ENOSPC on Linux.
+const ENOSPC: i32 = 28;
+
+/// A tmpfs mounted on a temporary directory, unmounted on drop.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount() -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", TMPFS_SIZE, "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "mounting a size-limited tmpfs failed ({status}): this test needs root (CI runs as root)"
+        );
+        Tmpfs { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// A child process killed on drop.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn first_line(child: &mut Child) -> String {
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    line.trim().to_string()
+}
+
+fn bet(key: &str) -> Value {
+    json!({
+        "connector": "purple_flea",
+        "operation": "bet",
+        "params": {"game": "dice", "amount": "1.00", "target": 50, "prediction": "over"},
+        "idempotency_key": key,
+    })
+}
+
+async fn submit(client: &reqwest::Client, base: &str, key: &str) -> (u16, Value) {
+    let response = client
+        .post(format!("{base}/v1/intents"))
+        .json(&bet(key))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+async fn get_json(client: &reqwest::Client, url: &str) -> (u16, Value) {
+    let response = client.get(url).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+/// Writes zeros into `path` until the file system is full; returns the error that stopped it.
+fn fill(path: &Path) -> std::io::Error {
+    let mut file = std::fs::File::create(path).unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    loop {
+        if let Err(error) = file.write_all(&chunk).and_then(|()| file.sync_all()) {
+            return error;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_full_refuses_with_503_keeps_acknowledged_intents_and_recovers() {
+    // Built (or found) first: the time bound is for the scenario, not for cargo.
+    let binary = intentctl();
+    let started = Instant::now();
+    let tmpfs = Tmpfs::mount();
+    let data: PathBuf = tmpfs.path().join("data");
+    let logs = tempfile::tempdir().unwrap();
+    let stderr_path = logs.path().join("serve.stderr");
+
+    let mut sim = Command::new(binary)
+        .args(["sim", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addresses: Value = serde_json::from_str(&first_line(&mut sim)).unwrap();
+    let _sim = Running(sim);
+    let purple_flea = addresses["purple_flea"].as_str().unwrap().to_string();
+    let aeeron = addresses["aeeron"].as_str().unwrap().to_string();
+
+    let mut serve = Command::new(binary)
+        .arg("serve")
+        .arg("--data")
+        .arg(&data)
+        .args(["--listen", "127.0.0.1:0", "--purple-flea", &purple_flea])
+        .args(["--aeeron", &aeeron])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    let line = first_line(&mut serve);
+    let _serve = Running(serve);
+    let base = line
+        .strip_prefix("listening ")
+        .unwrap_or_else(|| panic!("serve did not start: {line:?}"))
+        .to_string();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+
+    // Acknowledged before the disk fills.
+    let mut acknowledged = Vec::new();
+    for index in 0..INTENTS_BEFORE_FILL {
+        let (status, body) = submit(&client, &base, &format!("before-{index}")).await;
+        assert_eq!(status, 201, "{body}");
+        acknowledged.push(body["id"].as_str().unwrap().to_string());
+    }
+
+    // Fill the tmpfs: the next log write fails with ENOSPC.
+    let filler = tmpfs.path().join("filler");
+    let error = fill(&filler);
+    assert_eq!(
+        error.raw_os_error(),
+        Some(ENOSPC),
+        "the fill stopped on {error}"
+    );
+
+    // Submits are refused with a clear 503 (a few may still fit in the last page).
+    let deadline = Instant::now() + Duration::from_millis(REFUSAL_WAIT_MS_MAX);
+    let mut refusal = None;
+    for index in 0..SUBMITS_DURING_FILL_MAX {
+        let (status, body) = submit(&client, &base, &format!("during-{index}")).await;
+        match status {
+            201 => acknowledged.push(body["id"].as_str().unwrap().to_string()),
+            503 => {
+                refusal = Some(body);
+                break;
+            }
+            other => panic!("submit on a full disk answered {other}: {body}"),
+        }
+        if Instant::now() > deadline {
+            break;
+        }
+    }
+    let refusal = refusal.expect("a full disk never refused a submit");
+    assert_eq!(refusal["error"], "log_unavailable", "{refusal}");
+    let message = refusal["message"].as_str().unwrap();
+    assert!(message.contains("disk full?"), "{message}");
+    assert!(message.contains("no intent is accepted"), "{message}");
+
+    // Still answering: /healthz is degraded, reads come from memory.
+    let (status, health) = get_json(&client, &format!("{base}/healthz")).await;
+    assert_eq!(status, 503, "{health}");
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["log"], "poisoned", "{health}");
+    for id in &acknowledged {
+        let (status, body) = get_json(&client, &format!("{base}/v1/intents/{id}")).await;
+        assert_eq!(status, 200, "{id} unknown while the disk is full: {body}");
+    }
+    let (status, again) = submit(&client, &base, "during-again").await;
+    assert_eq!(status, 503, "{again}");
+
+    // Space returns: intents are accepted again within a bounded time.
+    std::fs::remove_file(&filler).unwrap();
+    let deadline = Instant::now() + Duration::from_millis(RECOVERY_WAIT_MS_MAX);
+    let mut attempt = 0;
+    loop {
+        let (status, body) = submit(&client, &base, &format!("after-{attempt}")).await;
+        if status == 201 {
+            acknowledged.push(body["id"].as_str().unwrap().to_string());
+            break;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(
+            Instant::now() < deadline,
+            "not accepting intents {RECOVERY_WAIT_MS_MAX} ms after space returned"
+        );
+        attempt += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (status, health) = get_json(&client, &format!("{base}/healthz")).await;
+    assert_eq!(status, 200, "{health}");
+
+    // Nothing acknowledged is lost, and everything settles.
+    let deadline = Instant::now() + Duration::from_millis(SETTLE_WAIT_MS_MAX);
+    for id in &acknowledged {
+        loop {
+            let (status, body) = get_json(
+                &client,
+                &format!("{base}/v1/intents/{id}/wait?timeout=2000"),
+            )
+            .await;
+            assert_eq!(status, 200, "{id} lost after recovery: {body}");
+            let state = body["state"].as_str().unwrap().to_string();
+            if ["succeeded", "reconciled"].contains(&state.as_str()) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{id} did not settle: {body}");
+        }
+    }
+    let (_, audit) = get_json(&client, &format!("{purple_flea}/_sim/audit")).await;
+    assert_eq!(audit["duplicates"], 0, "{audit}");
+
+    // The log says what happened.
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    assert!(stderr.contains("poisoned"), "{stderr}");
+    assert!(stderr.contains("recovered"), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the scenario took {:?}",
+        started.elapsed()
+    );
+}
