@@ -3,7 +3,9 @@
 //! attempt and are dead-lettered), then `intentctl inspect`, `intents list|show` and
 //! `dlq list|show|resolve|retry`, checking their JSON, tables and exit codes.
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,9 +14,117 @@ use scheduler::{ConnectorSettings, Engine, EngineConfig, RetryPolicy, StateName,
 use serde_json::{json, Value};
 use simulator::{FaultKind, FaultPlan, FaultRule, PurpleFlea};
 
-use crate::support::{run, stdout};
+use crate::support::{intentctl, run, stdout};
 
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
+const TOKEN_VARIABLE: &str = "INTENTS_OPERATOR_CLI_TOKEN";
+const TOKEN: &str = "operator-cli-test-token";
+
+/// `intentctl serve`, killed (and reaped) when dropped, also on panic.
+struct Served(Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `intentctl serve` on `data` with a token; returns it and its base URL. Its
+/// connectors point at a closed port: nothing in `data` is due to be sent.
+fn serve(data: &str) -> (Served, String) {
+    let mut child = Command::new(intentctl())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data", data])
+        .args([
+            "--purple-flea",
+            "http://127.0.0.1:9",
+            "--aeeron",
+            "http://127.0.0.1:9",
+        ])
+        .args(["--token-env", TOKEN_VARIABLE])
+        .env(TOKEN_VARIABLE, TOKEN)
+        .env("RUST_BACKTRACE", "0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let served = Served(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening ")
+        .unwrap_or_else(|| panic!("serve printed {line:?}"))
+        .to_string();
+    (served, url)
+}
+
+/// Runs `intentctl` with the token variable set.
+fn run_with_token(args: &[&str]) -> Output {
+    Command::new(intentctl())
+        .args(args)
+        .env(TOKEN_VARIABLE, TOKEN)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap()
+}
+
+/// The same reads through a running sidecar (`--server`), and its errors.
+fn server_mode(data: &str, resolved: &str, dead: &str) {
+    let (served, url) = serve(data);
+    let with = |args: &[&str]| -> Value {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--server", &url, "--token-env", TOKEN_VARIABLE, "--json"]);
+        let output = run_with_token(&all);
+        assert!(output.status.success(), "{all:?}: {output:?}");
+        serde_json::from_str(stdout(&output).trim()).unwrap()
+    };
+    let inspect = with(&["inspect"]);
+    assert_eq!(inspect["dlq_depth"], 1, "{inspect}");
+    assert_eq!(inspect["counts"]["resolved"], 1, "{inspect}");
+    assert_eq!(inspect["counts"]["succeeded"], 2, "{inspect}");
+    assert!(inspect["log"]["bytes"].as_u64().unwrap() > 0, "{inspect}");
+    let dlq = with(&["dlq", "list"]);
+    assert_eq!(dlq["intents"].as_array().unwrap().len(), 1, "{dlq}");
+    assert_eq!(dlq["intents"][0]["id"], dead, "{dlq}");
+    let succeeded = with(&["intents", "list", "--state", "succeeded"]);
+    assert_eq!(
+        states(&succeeded),
+        ["succeeded", "succeeded"],
+        "{succeeded}"
+    );
+    let shown = with(&["intents", "show", resolved]);
+    assert_eq!(shown["note"], "paid by hand", "{shown}");
+    // The table form works through the server too.
+    let table = run_with_token(&[
+        "dlq",
+        "list",
+        "--server",
+        &url,
+        "--token-env",
+        TOKEN_VARIABLE,
+    ]);
+    assert!(stdout(&table).contains("retries_exhausted"), "{table:?}");
+    // No token: the server's 401 becomes exit 1. A resolved intent cannot be retried.
+    let unauthorised = run(&["inspect", "--server", &url]);
+    assert_eq!(unauthorised.status.code(), Some(1), "{unauthorised:?}");
+    assert!(
+        String::from_utf8_lossy(&unauthorised.stderr).contains("401"),
+        "{unauthorised:?}"
+    );
+    let wrong_state = run_with_token(&[
+        "dlq",
+        "retry",
+        resolved,
+        "--server",
+        &url,
+        "--token-env",
+        TOKEN_VARIABLE,
+    ]);
+    assert_eq!(wrong_state.status.code(), Some(1), "{wrong_state:?}");
+    drop(served);
+}
 
 fn retry_policy() -> RetryPolicy {
     RetryPolicy {
@@ -209,6 +319,8 @@ async fn operator_commands_on_a_stopped_data_dir() {
         "dlq", "resolve", "--data", data, &dead[0], "--note", "again",
     ]);
     assert_eq!(again.status.code(), Some(1), "{again:?}");
+
+    server_mode(data, &dead[0], &dead[1]);
 
     let retried = json_of(&["dlq", "retry", "--data", data, "--json", &dead[1]]);
     assert_eq!(retried["state"], "ambiguous", "{retried}");
