@@ -6,6 +6,7 @@ mod demo;
 mod openapi;
 mod ops;
 mod serve;
+mod signals;
 mod sim;
 mod wal;
 

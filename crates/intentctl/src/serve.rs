@@ -750,7 +750,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         shutdown: stopped,
     };
     let signal = async move {
-        match wait_for_signal().await {
+        match crate::signals::wait_for_signal().await {
             Ok(name) => tracing::info!(signal = name, "shutting down"),
             Err(error) => tracing::error!(%error, "signal handler"),
         }
@@ -763,18 +763,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let _ = recovery.await;
     slot.get().shutdown().await;
     Ok(())
-}
-
-async fn wait_for_signal() -> anyhow::Result<&'static str> {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => {
-            result.context("installing the SIGINT handler")?;
-            Ok("SIGINT")
-        }
-        _ = terminate.recv() => Ok("SIGTERM"),
-    }
 }
 
 #[cfg(test)]

@@ -48,7 +48,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     }
     // println! flushes at each newline only when stdout is a terminal; a pipe needs this.
     std::io::Write::flush(&mut std::io::stdout()).context("writing the addresses")?;
-    let signal = wait_for_signal().await?;
+    let signal = crate::signals::wait_for_signal().await?;
     tracing::info!(signal, "shutting down the simulators");
     tokio::join!(purple_flea.shutdown(), aeeron.shutdown());
     Ok(())
@@ -74,19 +74,6 @@ async fn start(args: &SimArgs) -> anyhow::Result<(RunningServer, RunningServer)>
     let purple_flea = PurpleFlea::start_with(args.purple_flea, plan.clone(), options).await?;
     let aeeron = Aeeron::start(args.aeeron, plan).await?;
     Ok((purple_flea, aeeron))
-}
-
-/// Waits for SIGINT or SIGTERM and names the one that came.
-async fn wait_for_signal() -> anyhow::Result<&'static str> {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => {
-            result.context("installing the SIGINT handler")?;
-            Ok("SIGINT")
-        }
-        _ = terminate.recv() => Ok("SIGTERM"),
-    }
 }
 
 #[cfg(test)]
