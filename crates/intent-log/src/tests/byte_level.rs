@@ -235,3 +235,35 @@ fn a_missing_middle_segment_and_a_foreign_segment_are_corruption() {
         "{error}"
     );
 }
+
+/// Issue 9, defect 2: with the default limits, a flip in the middle of a young log (one
+/// segment, every record acknowledged one by one) was inside the 4 MiB "torn window" and
+/// cut ~1,500 acknowledged records as a torn tail.
+#[test]
+fn one_bit_flip_in_an_acknowledged_batch_is_corruption_not_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let (log, _) = Log::open(dir.path(), Options::default()).unwrap();
+    for i in 0..3000u32 {
+        rt.block_on(log.append(1, body(i))).unwrap();
+    }
+    drop(log);
+    let paths = segments(dir.path());
+    assert_eq!(paths.len(), 1, "a young log is one segment");
+    let mut bytes = fs::read(&paths[0]).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    fs::write(&paths[0], &bytes).unwrap();
+    let verified = verify(dir.path(), Options::default().record_bytes_max);
+    assert!(
+        verified.as_ref().is_err_and(|error| error.is_corruption()),
+        "verify must call a flip in an acknowledged batch corruption: {verified:?}"
+    );
+    let error = Log::open(dir.path(), Options::default()).unwrap_err();
+    assert!(error.is_corruption(), "{error}");
+    assert_eq!(
+        fs::read(&paths[0]).unwrap(),
+        bytes,
+        "a refused open changes nothing"
+    );
+}
