@@ -108,10 +108,7 @@ fn word<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
 }
 
 /// Lists the checkpoint files in `dir` by LSN, and leftover temporary files.
-pub(crate) fn list(
-    fs: &dyn FileSystem,
-    dir: &Path,
-) -> Result<(Vec<(u64, PathBuf)>, Vec<PathBuf>)> {
+pub(crate) fn list(fs: &dyn FileSystem, dir: &Path) -> Result<(Vec<(u64, PathBuf)>, Vec<PathBuf>)> {
     let names = fs
         .list_files(dir)
         .map_err(|error| Error::io("listing", dir, error))?;
@@ -237,18 +234,25 @@ impl CheckpointReader {
         let bytes = fs
             .read(path)
             .map_err(|error| Error::io("reading", path, error))?;
-        let corrupt = |offset: usize, reason: String| Error::corruption(path, offset as u64, reason);
+        let corrupt =
+            |offset: usize, reason: String| Error::corruption(path, offset as u64, reason);
         if bytes.len() < CHECKPOINT_HEADER_BYTES + CHECKPOINT_TRAILER_BYTES {
             return Err(corrupt(
                 0,
-                format!("checkpoint is {} bytes, shorter than its header and trailer", bytes.len()),
+                format!(
+                    "checkpoint is {} bytes, shorter than its header and trailer",
+                    bytes.len()
+                ),
             ));
         }
         if bytes[0..8] != CHECKPOINT_MAGIC {
             return Err(corrupt(0, "bad checkpoint magic".to_string()));
         }
         if crc32fast::hash(&bytes[0..60]) != u32::from_le_bytes(word(&bytes, 60)) {
-            return Err(corrupt(0, "checkpoint header checksum mismatch".to_string()));
+            return Err(corrupt(
+                0,
+                "checkpoint header checksum mismatch".to_string(),
+            ));
         }
         let version = u32::from_le_bytes(word(&bytes, 8));
         if version != CHECKPOINT_VERSION {
@@ -274,7 +278,10 @@ impl CheckpointReader {
             || trailer[24..28] != [0; 4]
             || hasher.finalize() != u32::from_le_bytes(word(trailer, 28))
         {
-            return Err(corrupt(end, "checkpoint trailer does not verify".to_string()));
+            return Err(corrupt(
+                end,
+                "checkpoint trailer does not verify".to_string(),
+            ));
         }
         let entries = u64::from_le_bytes(word(trailer, 8));
         let payload_bytes = u64::from_le_bytes(word(trailer, 16));

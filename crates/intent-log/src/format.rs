@@ -296,7 +296,8 @@ pub fn decode_batch<'a>(
     let Some(payload) = bytes.get(payload_start..end) else {
         return Err(FrameError::Truncated);
     };
-    let mut frames = Vec::with_capacity((header.records as usize).min(payload.len() / FRAME_HEADER_BYTES + 1));
+    let mut frames =
+        Vec::with_capacity((header.records as usize).min(payload.len() / FRAME_HEADER_BYTES + 1));
     let mut at = 0;
     let mut lsn = expected_lsn;
     while at < payload.len() {
@@ -311,7 +312,11 @@ pub fn decode_batch<'a>(
     if frames.len() as u64 != u64::from(header.records) {
         return Err(FrameError::BatchMismatch);
     }
-    Ok(DecodedBatch { header, frames, end })
+    Ok(DecodedBatch {
+        header,
+        frames,
+        end,
+    })
 }
 
 /// The bytes one frame of `body_len` takes on disk.

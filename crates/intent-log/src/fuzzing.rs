@@ -39,7 +39,11 @@ pub fn decode_segment_bytes(bytes: &[u8]) -> DecodedSegment {
         ) {
             Ok(batch) => {
                 decoded.records += batch.frames.len();
-                decoded.body_bytes += batch.frames.iter().map(|frame| frame.body.len()).sum::<usize>();
+                decoded.body_bytes += batch
+                    .frames
+                    .iter()
+                    .map(|frame| frame.body.len())
+                    .sum::<usize>();
                 offset = batch.end;
                 lsn = lsn.wrapping_add(u64::from(batch.header.records));
             }

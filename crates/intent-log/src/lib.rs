@@ -35,9 +35,9 @@ pub mod sim_fs;
 mod stats;
 mod writer;
 
+pub use checkpoint::{CheckpointInfo, CheckpointReader};
 pub use error::{Error, Result};
 pub use fs::{FileSystem, LockGuard, StdFileSystem, WritableFile};
-pub use checkpoint::{CheckpointInfo, CheckpointReader};
 pub use log::{read_dir, replay_dir, verify, verify_with, Entry, Log, Replay, LOCK_FILE_NAME};
 pub use options::{
     Options, RecoveryMode, SyncMode, BATCH_BYTES_MAX_DEFAULT, QUEUE_DEPTH_MAX_DEFAULT,

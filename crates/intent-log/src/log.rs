@@ -351,6 +351,12 @@ impl Log {
         lsn: u64,
         entries: &mut dyn Iterator<Item = (u8, Vec<u8>)>,
     ) -> Result<CheckpointInfo> {
+        // Holding the lock's slot keeps `close` (which releases the directory to other
+        // processes) from returning while a checkpoint is being written.
+        let held = self.lock.lock().map_err(|_| Error::Closed)?;
+        if held.is_none() {
+            return Err(Error::Closed);
+        }
         let durable = self.durable_lsn();
         if lsn > durable {
             return Err(Error::InvalidCheckpoint(format!(
@@ -397,7 +403,14 @@ impl Log {
     /// checkpoint covers can go: `lsn` may be at most the checkpoint's LSN + 1 (with no
     /// checkpoint, nothing can be deleted). Returns how many segments were deleted.
     pub fn truncate_before(&self, lsn: u64) -> Result<usize> {
-        let covered = self.checkpoint().map(|checkpoint| checkpoint.lsn).unwrap_or(0);
+        let held = self.lock.lock().map_err(|_| Error::Closed)?;
+        if held.is_none() {
+            return Err(Error::Closed);
+        }
+        let covered = self
+            .checkpoint()
+            .map(|checkpoint| checkpoint.lsn)
+            .unwrap_or(0);
         if lsn > covered + 1 {
             return Err(Error::InvalidCheckpoint(format!(
                 "cannot delete records below LSN {lsn}: the newest checkpoint covers only up to LSN {covered}"
@@ -563,5 +576,11 @@ pub fn replay_dir(
         report.next_lsn.saturating_sub(1),
         record_bytes_max,
     );
-    Ok((report, Replay { checkpoint, records }))
+    Ok((
+        report,
+        Replay {
+            checkpoint,
+            records,
+        },
+    ))
 }

@@ -101,7 +101,9 @@ impl Options {
                 self.batch_bytes_max, self.record_bytes_max
             ));
         }
-        if self.segment_bytes < (self.batch_bytes_max + BATCH_HEADER_BYTES + SEGMENT_HEADER_BYTES) as u64 {
+        if self.segment_bytes
+            < (self.batch_bytes_max + BATCH_HEADER_BYTES + SEGMENT_HEADER_BYTES) as u64
+        {
             return fail(format!(
                 "segment_bytes ({}) must hold one largest batch ({}) plus the batch and segment headers",
                 self.segment_bytes, self.batch_bytes_max

@@ -232,11 +232,7 @@ impl SimFileSystem {
             .files
             .iter()
             .filter(|(_, file)| file.entry_live != file.entry_durable)
-            .filter_map(|(path, file)| {
-                file.renamed_from
-                    .clone()
-                    .map(|from| (path.clone(), from))
-            })
+            .filter_map(|(path, file)| file.renamed_from.clone().map(|from| (path.clone(), from)))
             .collect();
         for (to, from) in pending_renames {
             if rng.gen_bool(0.5) {

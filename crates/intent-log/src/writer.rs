@@ -12,8 +12,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
 use crate::format::{
-    encode_frame, frame_bytes, segment_file_name, BatchHeader, SegmentHeader,
-    BATCH_HEADER_BYTES, SEGMENT_HEADER_BYTES,
+    encode_frame, frame_bytes, segment_file_name, BatchHeader, SegmentHeader, BATCH_HEADER_BYTES,
+    SEGMENT_HEADER_BYTES,
 };
 use crate::fs::{FileSystem, WritableFile};
 use crate::log::Shared;
@@ -271,12 +271,7 @@ impl Writer {
 
     /// G7: after a failed write or sync nothing more is acknowledged. Every waiter gets the
     /// error; the queue is closed and drained so later appends fail at once.
-    fn poison(
-        &mut self,
-        error: Error,
-        batch: &mut Vec<AppendRequest>,
-        carried: Option<Request>,
-    ) {
+    fn poison(&mut self, error: Error, batch: &mut Vec<AppendRequest>, carried: Option<Request>) {
         let cause = error.to_string();
         tracing::error!(%cause, "the intent log is poisoned: a write or sync failed; no further append will be acknowledged");
         if let Ok(mut poisoned) = self.shared.poisoned.lock() {

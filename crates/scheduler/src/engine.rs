@@ -30,12 +30,13 @@ use crate::machine::{self, Context};
 use crate::policy::{millis, RetryPolicy, StatusCheckPolicy};
 use crate::record::{apply, Folded, Record, RECORD_KIND};
 
+mod compaction;
+pub use compaction::{CompactionReport, CompactionStatus};
+
 /// Largest canonical JSON of one intent's params.
 pub const PARAMS_BYTES_MAX: usize = 64 * 1024;
 /// Concurrent submits are serialised per key through this many locks.
 const SUBMIT_LOCKS: usize = 64;
-/// Records per append when compaction writes snapshots.
-const SNAPSHOT_RECORDS_PER_BATCH: usize = 512;
 
 /// One connector and how the engine drives it.
 #[derive(Clone)]
@@ -165,6 +166,12 @@ struct Inner {
     worker_handles: Mutex<Vec<tokio::task::AbortHandle>>,
     /// Log size right after the last compaction.
     compacted_bytes: std::sync::atomic::AtomicU64,
+    /// How compaction fared (and when it may run again after a failure).
+    compaction: Mutex<CompactionStatus>,
+    /// True while a background compaction task runs.
+    compacting: AtomicBool,
+    /// One compaction at a time, whether the driver or a caller started it.
+    compaction_serial: tokio::sync::Mutex<()>,
     /// The index (None when `config.index` is off, or once shut down or killed, so its
     /// files are released).
     store: Mutex<Option<Arc<dyn StateStore>>>,
@@ -291,7 +298,17 @@ impl Engine {
         }
         let fs: Arc<dyn FileSystem> = config.fs.clone().unwrap_or_else(|| Arc::new(StdFileSystem));
         let wal_dir = config.data_dir.join("wal");
-        let log_options = config.log.clone();
+        // The index first: the log must not cut what the index saw acknowledged, and it
+        // refuses before changing anything if recovery would.
+        let store = if config.index {
+            Some(open_store(&config).await?)
+        } else {
+            None
+        };
+        let mut log_options = config.log.clone();
+        if let Some((store, _)) = &store {
+            log_options.last_lsn_min = log_options.last_lsn_min.max(store.applied_lsn()?);
+        }
         let (log, log_report) =
             tokio::task::spawn_blocking(move || Log::open_with(fs, wal_dir, log_options))
                 .await
@@ -299,9 +316,28 @@ impl Engine {
         if let Some(torn) = &log_report.torn_tail {
             tracing::warn!(file = %torn.file.display(), offset = torn.offset, bytes = torn.bytes, "recovery cut a torn tail");
         }
-        // Replay: every record through the same fold as live operation.
+        // Replay: the newest checkpoint, then every record after it, through the same fold
+        // as live operation.
         let mut state = EngineState::default();
-        for entry in log.read_from(log.first_lsn())? {
+        let replay = log.replay()?;
+        let checkpoint_lsn = replay.checkpoint.as_ref().map(|reader| reader.info().lsn);
+        for entry in replay.checkpoint.into_iter().flatten() {
+            let (kind, body) = entry?;
+            if kind != RECORD_KIND {
+                return Err(Error::Replay(format!(
+                    "checkpoint at LSN {checkpoint_lsn:?}: unknown entry kind {kind}"
+                )));
+            }
+            let record = Record::decode(&body)
+                .map_err(|error| Error::Replay(format!("checkpoint entry: {error}")))?;
+            // A snapshot keeps the LSN of the last record it reflects.
+            let lsn = match &record {
+                Record::Snapshot(intent) => intent.last_lsn,
+                _ => checkpoint_lsn.unwrap_or(0),
+            };
+            state.apply(lsn, record, false)?;
+        }
+        for entry in replay.records {
             let entry = entry?;
             if entry.kind != RECORD_KIND {
                 return Err(Error::Replay(format!(
@@ -313,11 +349,12 @@ impl Engine {
                 .map_err(|error| Error::Replay(format!("LSN {}: {error}", entry.lsn)))?;
             state.apply(entry.lsn, record, false)?;
         }
-        let (store, index_rebuilt, index_refolded) = if config.index {
-            let (store, rebuilt, refolded) = open_index(&config, &log, &state).await?;
-            (Some(store), rebuilt, refolded)
-        } else {
-            (None, false, 0)
+        let (store, index_rebuilt, index_refolded) = match store {
+            Some((store, rebuilt)) => {
+                let refolded = refold_index(&store, &log, &state).await?;
+                (Some(store), rebuilt, refolded)
+            }
+            None => (None, false, 0),
         };
         let clock = config.clock.unwrap_or_else(Clock::system);
         let max_guard_window_ms = by_name
@@ -342,6 +379,12 @@ impl Engine {
             workers_done: Notify::new(),
             max_guard_window_ms,
             compacted_bytes: std::sync::atomic::AtomicU64::new(0),
+            compaction: Mutex::new(CompactionStatus {
+                checkpoint_lsn,
+                ..CompactionStatus::default()
+            }),
+            compacting: AtomicBool::new(false),
+            compaction_serial: tokio::sync::Mutex::new(()),
             worker_handles: Mutex::new(Vec::new()),
             store: Mutex::new(store),
             config,
@@ -706,10 +749,17 @@ impl Engine {
         self.inner.log.is_poisoned()
     }
 
-    /// Writes snapshots of what is still needed and deletes older log segments. Runs by
-    /// itself when the log passes `compact_log_bytes`; callable directly.
-    pub async fn compact(&self) -> Result<usize> {
+    /// Writes a checkpoint of what is still needed and deletes the log segments it covers
+    /// (`engine/compaction.rs`). Runs by itself when the log passes `compact_log_bytes`;
+    /// callable directly. A failure changes nothing and is visible in
+    /// [`Engine::compaction_status`].
+    pub async fn compact(&self) -> Result<CompactionReport> {
         self.inner.compact().await
+    }
+
+    /// How compaction has fared: counts, the last error, when it is retried.
+    pub fn compaction_status(&self) -> CompactionStatus {
+        lock(&self.inner.compaction).clone()
     }
 
     /// Stops starting new work, waits for attempts and checks in flight to finish (their
@@ -764,25 +814,30 @@ impl Engine {
     }
 }
 
-/// Opens the index in `<data_dir>/index/` (rebuilding it if unreadable), refuses a log
-/// that lost records the index saw, and re-folds into it whatever it is behind on.
-async fn open_index(
-    config: &EngineConfig,
-    log: &Log,
-    state: &EngineState,
-) -> Result<(Arc<dyn StateStore>, bool, usize)> {
+/// Opens the index in `<data_dir>/index/` (rebuilding it if unreadable).
+async fn open_store(config: &EngineConfig) -> Result<(Arc<dyn StateStore>, bool)> {
     let dir = config.data_dir.join(INDEX_DIR);
     let (store, rebuilt) = tokio::task::spawn_blocking(move || SledStore::open_or_rebuild(&dir))
         .await
         .map_err(|error| Error::Index(format!("open task: {error}")))??;
+    Ok((Arc::new(store), rebuilt))
+}
+
+/// Refuses a log that lost records the index saw (the log already refused to cut them;
+/// this catches a log replaced from elsewhere), and re-folds into the index whatever it
+/// is behind on.
+async fn refold_index(
+    store: &Arc<dyn StateStore>,
+    log: &Log,
+    state: &EngineState,
+) -> Result<usize> {
     let applied = store.applied_lsn()?;
     let log_last = log.durable_lsn();
     if applied > log_last {
         return Err(Error::Index(format!(
-            "the index in {} has applied LSN {applied} but the log ends at LSN {log_last}: \
+            "the index has applied LSN {applied} but the log ends at LSN {log_last}: \
              the log lost records the index saw; refusing to open (restore the log, or \
-             delete the index directory to rebuild it from this log)",
-            store.dir().display()
+             move the index directory aside to rebuild it from this log)"
         )));
     }
     // `put` keeps a stored copy at the same or a later LSN, so writing every intent in
@@ -797,11 +852,9 @@ async fn open_index(
     store.mark_applied(log_last)?;
     if refolded > 0 {
         store.flush()?;
+        tracing::info!(refolded, "index re-folded from the log");
     }
-    if rebuilt || refolded > 0 {
-        tracing::info!(refolded, rebuilt, "index re-folded from the log");
-    }
-    Ok((Arc::new(store), rebuilt, refolded))
+    Ok(refolded)
 }
 
 fn shard<T: Hash>(value: &T) -> usize {
@@ -859,95 +912,6 @@ impl Inner {
     fn unit(&self) -> f64 {
         lock(&self.rng).gen()
     }
-
-    async fn compact(&self) -> Result<usize> {
-        let _exclusive = self.barrier.write().await;
-        let now = self.clock.now_ms();
-        let retention = self.config.key_retention_ms;
-        let keep_window = self.max_guard_window_ms;
-        let mut evicted_intents = Vec::new();
-        let (snapshots, pauses) = {
-            let mut state = lock(&self.state);
-            let evicted: Vec<IntentId> = state
-                .folded
-                .intents
-                .values()
-                .filter(|intent| {
-                    let finished = intent.state.name().is_terminal()
-                        && !matches!(intent.state, State::DeadLettered { .. });
-                    finished
-                        && intent.updated_at_ms.saturating_add(retention) <= now
-                        && intent.spec.submitted_at_ms.saturating_add(keep_window) <= now
-                })
-                .map(|intent| intent.spec.id)
-                .collect();
-            for id in &evicted {
-                if let Some(intent) = state.folded.intents.remove(id) {
-                    state.keys.remove(&(
-                        intent.spec.connector.clone(),
-                        intent.spec.idempotency_key.clone(),
-                    ));
-                    evicted_intents.push(intent);
-                }
-            }
-            let mut snapshots: Vec<Intent> = state.folded.intents.values().cloned().collect();
-            snapshots.sort_by_key(|intent| intent.last_lsn);
-            let pauses: Vec<(String, u64)> = state
-                .folded
-                .paused_until_ms
-                .iter()
-                .filter(|(_, until)| **until > now)
-                .map(|(name, until)| (name.clone(), *until))
-                .collect();
-            (snapshots, pauses)
-        };
-        // Evicted intents leave memory but stay in the index (history). Live writes already
-        // put them there; this makes sure, and flushes. The log is still what compaction
-        // keeps: nothing below is deleted because the index holds it.
-        if let Some(store) = self.store() {
-            let written: Result<()> = evicted_intents.iter().try_for_each(|intent| {
-                store.put(intent, intent.last_lsn)?;
-                Ok(())
-            });
-            if let Err(error) = written.and_then(|()| store.flush()) {
-                tracing::warn!(%error, "could not keep evicted intents in the index; their history is lost from lookups");
-            }
-        }
-        let mut records: Vec<Record> = pauses
-            .into_iter()
-            .map(|(connector, until_ms)| Record::ConnectorPaused {
-                connector,
-                until_ms,
-            })
-            .collect();
-        records.extend(
-            snapshots
-                .into_iter()
-                .map(|intent| Record::Snapshot(Box::new(intent))),
-        );
-        // A marker so an empty engine still has a record at the new start of the log.
-        let mut first_lsn = None;
-        for chunk in records.chunks(SNAPSHOT_RECORDS_PER_BATCH) {
-            let mut batch = Vec::with_capacity(chunk.len());
-            for record in chunk {
-                batch.push((RECORD_KIND, record.encode()?));
-            }
-            let _hold = self.hold_clock();
-            let lsn = self.log.append_batch(batch).await?;
-            first_lsn.get_or_insert(lsn);
-        }
-        let cut = first_lsn.unwrap_or(self.log.durable_lsn() + 1);
-        let log = &self.log;
-        let deleted = log.truncate_before(cut)?;
-        self.compacted_bytes
-            .store(log.stats().log_bytes, Ordering::Relaxed);
-        tracing::info!(
-            deleted_segments = deleted,
-            first_kept_lsn = cut,
-            "compacted the log"
-        );
-        Ok(deleted)
-    }
 }
 
 /// The driver loop: wakes at the earliest timer or when notified, starts due work.
@@ -999,18 +963,7 @@ async fn drive(inner: Arc<Inner>) {
                 handles.push(tokio::spawn(work(inner.clone(), id)).abort_handle());
             }
         }
-        // Compact when the log passed the threshold and doubled since the last compaction
-        // (what compaction keeps can itself exceed the threshold).
-        let log_bytes = inner.log.stats().log_bytes;
-        let floor = inner
-            .compacted_bytes
-            .load(Ordering::Relaxed)
-            .saturating_mul(2);
-        if log_bytes > inner.config.compact_log_bytes && log_bytes > floor {
-            if let Err(error) = inner.compact().await {
-                tracing::error!(%error, "compaction failed");
-            }
-        }
+        maybe_compact(&inner, now);
         let sleep = match next_due {
             Some(due) => tokio::time::sleep_until(inner.clock.instant_at(due)),
             None => tokio::time::sleep(Duration::from_secs(3600)),
@@ -1020,6 +973,43 @@ async fn drive(inner: Arc<Inner>) {
             _ = sleep => {}
         }
     }
+}
+
+/// Starts a compaction in the background when the log passed the threshold and doubled
+/// since the last one (what compaction keeps can itself exceed the threshold), unless one
+/// runs or a failed one is still backing off. The driver goes on driving meanwhile.
+fn maybe_compact(inner: &Arc<Inner>, now: u64) {
+    let log_bytes = inner.log.stats().log_bytes;
+    let floor = inner
+        .compacted_bytes
+        .load(Ordering::Relaxed)
+        .saturating_mul(2);
+    if log_bytes <= inner.config.compact_log_bytes || log_bytes <= floor {
+        return;
+    }
+    if lock(&inner.compaction)
+        .retry_at_ms
+        .is_some_and(|retry_at| retry_at > now)
+    {
+        return;
+    }
+    if inner.compacting.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let task_inner = inner.clone();
+    // Counted as a worker so `shutdown` waits for it (it holds the log's directory).
+    inner.workers.fetch_add(1, Ordering::AcqRel);
+    let handle = tokio::spawn(async move {
+        // The outcome is recorded in `compaction` and logged there.
+        if task_inner.compact().await.is_err() {
+            task_inner.wake.notify_one();
+        }
+        task_inner.compacting.store(false, Ordering::Release);
+        if task_inner.workers.fetch_sub(1, Ordering::AcqRel) == 1 {
+            task_inner.workers_done.notify_waiters();
+        }
+    });
+    lock(&inner.worker_handles).push(handle.abort_handle());
 }
 
 /// After a failed step, an intent is not tried again sooner than this.

@@ -6,7 +6,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::runtime;
-use crate::format::{decode_batch, BatchHeader, SegmentHeader, BATCH_HEADER_BYTES, SEGMENT_HEADER_BYTES};
+use crate::format::{
+    decode_batch, BatchHeader, SegmentHeader, BATCH_HEADER_BYTES, SEGMENT_HEADER_BYTES,
+};
 use crate::{verify, Log, Options};
 
 const RECORDS: u32 = 30;
@@ -124,7 +126,9 @@ fn records_before(paths: &[PathBuf], index: usize) -> usize {
         .iter()
         .map(|path| {
             let bytes = fs::read(path).unwrap();
-            batch_ends(&bytes, 0).last().map_or(0, |(_, records)| *records)
+            batch_ends(&bytes, 0)
+                .last()
+                .map_or(0, |(_, records)| *records)
         })
         .sum()
 }
@@ -166,7 +170,10 @@ fn every_single_byte_flip_in_a_sealed_log_is_refused_or_hits_only_the_seal() {
             }
         }
     }
-    assert!(flips > 1000 && refused + 32 >= flips, "covered {flips} flips, {refused} refused");
+    assert!(
+        flips > 1000 && refused + 32 >= flips,
+        "covered {flips} flips, {refused} refused"
+    );
 }
 
 /// Issue 9, defect 2: the log a crash leaves, with its last batch written but never
@@ -191,7 +198,12 @@ fn every_single_byte_flip_is_detected_and_only_the_unacknowledged_final_batch_is
     let mut sealed = fs::read(last).unwrap();
     let seal_at = sealed.len() - BATCH_HEADER_BYTES;
     let seed = SegmentHeader::decode(&sealed).unwrap().frame_hasher();
-    assert_eq!(BatchHeader::decode(&sealed[seal_at..], &seed).unwrap().records, 0);
+    assert_eq!(
+        BatchHeader::decode(&sealed[seal_at..], &seed)
+            .unwrap()
+            .records,
+        0
+    );
     sealed.truncate(seal_at);
     fs::write(last, &sealed).unwrap();
     let ends = batch_ends(&sealed, records_before(&paths, paths.len() - 1));
@@ -220,7 +232,11 @@ fn every_single_byte_flip_is_detected_and_only_the_unacknowledged_final_batch_is
                         target.display()
                     );
                     cut += 1;
-                    assert_eq!(records.len(), RECORDS as usize, "exactly the acknowledged records survive");
+                    assert_eq!(
+                        records.len(),
+                        RECORDS as usize,
+                        "exactly the acknowledged records survive"
+                    );
                     assert_exact_prefix(&records);
                 }
             }
@@ -280,7 +296,10 @@ fn a_torn_tail_is_moved_aside_and_garbage_before_a_complete_batch_is_corruption(
     let original = fs::read(last).unwrap();
 
     // Zeros or garbage after the last batch: what a torn write leaves. Cut, kept aside.
-    for tail in [vec![0u8; 8192], (0..400u32).map(|i| (i * 7 + 1) as u8).collect()] {
+    for tail in [
+        vec![0u8; 8192],
+        (0..400u32).map(|i| (i * 7 + 1) as u8).collect(),
+    ] {
         let work = tempfile::tempdir().unwrap();
         copy_log(reference.path(), work.path());
         let mut damaged = original.clone();
@@ -288,7 +307,10 @@ fn a_torn_tail_is_moved_aside_and_garbage_before_a_complete_batch_is_corruption(
         fs::write(work.path().join(last.file_name().unwrap()), &damaged).unwrap();
         let (log, report) = Log::open(work.path(), options()).unwrap();
         let torn = report.torn_tail.expect("torn tail reported");
-        assert_eq!((torn.offset, torn.bytes), (original.len() as u64, tail.len() as u64));
+        assert_eq!(
+            (torn.offset, torn.bytes),
+            (original.len() as u64, tail.len() as u64)
+        );
         assert_eq!(torn.zero_filled, tail.iter().all(|&b| b == 0));
         assert_eq!(super::read_all(&log).len(), RECORDS as usize);
         drop(log);
@@ -300,22 +322,28 @@ fn a_torn_tail_is_moved_aside_and_garbage_before_a_complete_batch_is_corruption(
         assert_eq!(fs::read(&aside[0]).unwrap(), tail, "the cut bytes are kept");
     }
 
-    // The same garbage with a complete batch after it: the damage is in synced bytes.
-    let ends = batch_ends(&original, 0);
-    assert!(ends.len() >= 3, "the last segment holds several batches");
-    let (middle, _) = ends[0];
+    // Damage with a complete batch after it, in the last segment: in synced bytes.
     let work = tempfile::tempdir().unwrap();
-    copy_log(reference.path(), work.path());
+    let rt = runtime();
+    let (log, _) = Log::open(work.path(), Options::default()).unwrap();
+    for i in 0..10 {
+        rt.block_on(log.append(1, body(i))).unwrap();
+    }
+    drop(log);
+    let only = segments(work.path()).remove(0);
+    let original = fs::read(&only).unwrap();
+    let ends = batch_ends(&original, 0);
+    let (middle, _) = ends[3];
     let mut damaged = original.clone();
     damaged[middle + 3] ^= 0x40; // inside a batch header, with batches after it
-    fs::write(work.path().join(last.file_name().unwrap()), &damaged).unwrap();
-    let error = Log::open(work.path(), options()).unwrap_err();
+    fs::write(&only, &damaged).unwrap();
+    let error = Log::open(work.path(), Options::default()).unwrap_err();
     assert!(
         error.is_corruption() && error.to_string().contains(&format!("offset {middle}")),
         "{error}"
     );
     assert_eq!(
-        fs::read(work.path().join(last.file_name().unwrap())).unwrap(),
+        fs::read(&only).unwrap(),
         damaged,
         "a refused open changes nothing"
     );

@@ -148,16 +148,27 @@ impl Model {
         let replay = log.replay().expect("replay");
         // The checkpoint's entries are (LSN, body) of every record it covers.
         let mut all: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
-        let covered = replay.checkpoint.as_ref().map(|c| c.info().lsn).unwrap_or(0);
+        let covered = replay
+            .checkpoint
+            .as_ref()
+            .map(|c| c.info().lsn)
+            .unwrap_or(0);
         if let Some(checkpoint) = replay.checkpoint {
             for entry in checkpoint {
                 let (_, body) = entry.expect("checkpoint entry verifies");
                 let lsn = u64::from_le_bytes(body[..8].try_into().expect("entry names its LSN"));
                 all.insert(lsn, body[8..].to_vec());
             }
-            assert_eq!(all.len() as u64, covered, "the checkpoint covers LSNs 1..={covered}");
+            assert_eq!(
+                all.len() as u64,
+                covered,
+                "the checkpoint covers LSNs 1..={covered}"
+            );
         }
-        let entries: Vec<crate::Entry> = replay.records.collect::<crate::Result<_>>().expect("records verify");
+        let entries: Vec<crate::Entry> = replay
+            .records
+            .collect::<crate::Result<_>>()
+            .expect("records verify");
         let first = covered + 1;
         let mut seen = HashSet::new();
         let mut last_seq: HashMap<u32, u32> = HashMap::new();

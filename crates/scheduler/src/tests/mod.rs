@@ -2,6 +2,7 @@
 //! deterministic-seed simulation of the whole engine with a simulated provider and the
 //! intent-log's simulated file system.
 
+mod compaction_tests;
 mod guards_engine;
 mod index_tests;
 mod machine_props;
