@@ -107,8 +107,11 @@ fn word<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
     out
 }
 
+/// Checkpoint files by LSN, and leftover temporary files.
+pub(crate) type Listing = (Vec<(u64, PathBuf)>, Vec<PathBuf>);
+
 /// Lists the checkpoint files in `dir` by LSN, and leftover temporary files.
-pub(crate) fn list(fs: &dyn FileSystem, dir: &Path) -> Result<(Vec<(u64, PathBuf)>, Vec<PathBuf>)> {
+pub(crate) fn list(fs: &dyn FileSystem, dir: &Path) -> Result<Listing> {
     let names = fs
         .list_files(dir)
         .map_err(|error| Error::io("listing", dir, error))?;

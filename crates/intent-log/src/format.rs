@@ -143,12 +143,9 @@ pub fn find_batch_header(bytes: &[u8], from: usize, seed: &crc32fast::Hasher) ->
     let mut at = from;
     while at + BATCH_HEADER_BYTES <= bytes.len() {
         let window = &bytes[at..];
-        let Some(found) = window
+        let found = window
             .windows(BATCH_MAGIC.len())
-            .position(|four| four == BATCH_MAGIC)
-        else {
-            return None;
-        };
+            .position(|four| four == BATCH_MAGIC)?;
         let candidate = at + found;
         if BatchHeader::decode(&bytes[candidate..], seed).is_ok() {
             return Some(candidate);

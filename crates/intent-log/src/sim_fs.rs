@@ -531,7 +531,7 @@ impl FileSystem for SimFileSystem {
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut state = self.state();
         state.begin(SimOp::Rename)?;
-        if state.files.get(to).is_some() {
+        if state.files.contains_key(to) {
             return Err(io::Error::other(
                 "sim: renaming over an existing name is not modelled",
             ));

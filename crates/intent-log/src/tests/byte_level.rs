@@ -278,7 +278,7 @@ fn every_truncation_point_keeps_exactly_the_complete_batches_of_the_last_segment
                         .iter()
                         .filter(|(end, _)| *end <= len)
                         .map(|(_, records)| *records)
-                        .last()
+                        .next_back()
                         .unwrap_or(before);
                     assert_eq!(records.len(), expected, "cut at {len}");
                     assert_exact_prefix(&records);
@@ -410,5 +410,64 @@ fn one_bit_flip_in_an_acknowledged_batch_is_corruption_not_a_torn_tail() {
         fs::read(&paths[0]).unwrap(),
         bytes,
         "a refused open changes nothing"
+    );
+}
+
+/// A checkpoint is the only copy of what compaction deleted: every flip in it refuses the
+/// open, naming the checkpoint file, and changes nothing.
+#[test]
+fn every_single_byte_flip_in_a_checkpoint_is_refused() {
+    let reference = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let (log, _) = Log::open(reference.path(), options()).unwrap();
+    for i in 0..RECORDS {
+        rt.block_on(log.append(1, body(i))).unwrap();
+    }
+    let entries: Vec<(u8, Vec<u8>)> = (0..5).map(|i| (1, body(100 + i))).collect();
+    let info = log
+        .write_checkpoint(20, &mut entries.clone().into_iter())
+        .unwrap();
+    log.truncate_before(21).unwrap();
+    drop(log);
+    let (log, report) = Log::open(reference.path(), options()).unwrap();
+    assert_eq!(report.checkpoint.as_ref(), Some(&info));
+    let replay = log.replay().unwrap();
+    let read: Vec<(u8, Vec<u8>)> = replay.checkpoint.unwrap().map(|e| e.unwrap()).collect();
+    assert_eq!(read, entries);
+    let records: Vec<u64> = replay.records.map(|e| e.unwrap().lsn).collect();
+    assert_eq!(records, (21..=u64::from(RECORDS)).collect::<Vec<_>>());
+    drop(log);
+    let name = info.path.file_name().unwrap().to_owned();
+    let original = fs::read(&info.path).unwrap();
+    for offset in 0..original.len() {
+        let work = tempfile::tempdir().unwrap();
+        for entry in fs::read_dir(reference.path()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() && path.file_name() != Some(std::ffi::OsStr::new("LOCK")) {
+                fs::copy(&path, work.path().join(path.file_name().unwrap())).unwrap();
+            }
+        }
+        let mut bytes = original.clone();
+        bytes[offset] ^= 0x04;
+        fs::write(work.path().join(&name), &bytes).unwrap();
+        let error = Log::open(work.path(), options()).unwrap_err();
+        assert!(
+            error.is_corruption() && error.to_string().contains(name.to_str().unwrap()),
+            "flip at {offset}: {error}"
+        );
+    }
+}
+
+/// Segments missing at the start are caught: with no checkpoint the log must start at
+/// LSN 1, and with one it must reach back to the record after it.
+#[test]
+fn a_missing_first_segment_is_corruption() {
+    let reference = tempfile::tempdir().unwrap();
+    let paths = build(reference.path());
+    fs::remove_file(&paths[0]).unwrap();
+    let error = Log::open(reference.path(), options()).unwrap_err();
+    assert!(
+        error.is_corruption() && error.to_string().contains("missing"),
+        "{error}"
     );
 }

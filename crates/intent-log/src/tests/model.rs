@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 
-use super::{read_all, runtime, small_options};
+use super::{runtime, small_options};
 use crate::sim_fs::SimFileSystem;
 use crate::{Log, Options};
 
