@@ -300,6 +300,7 @@ impl Engine {
         let wal_dir = config.data_dir.join("wal");
         // The index first: the log must not cut what the index saw acknowledged, and it
         // refuses before changing anything if recovery would.
+        let hold = hold_paused_clock(config.hold_paused_clock_during_io);
         let store = if config.index {
             Some(open_store(&config).await?)
         } else {
@@ -356,6 +357,7 @@ impl Engine {
             }
             None => (None, false, 0),
         };
+        drop(hold);
         let clock = config.clock.unwrap_or_else(Clock::system);
         let max_guard_window_ms = by_name
             .values()
@@ -857,6 +859,19 @@ async fn refold_index(
     Ok(refolded)
 }
 
+/// See `EngineConfig::hold_paused_clock_during_io`: when `enabled`, a blocking task that
+/// lives until the returned guard is dropped.
+fn hold_paused_clock(enabled: bool) -> Option<std::sync::mpsc::Sender<()>> {
+    if !enabled {
+        return None;
+    }
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    tokio::task::spawn_blocking(move || {
+        let _ = held.recv();
+    });
+    Some(release)
+}
+
 fn shard<T: Hash>(value: &T) -> usize {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     value.hash(&mut hasher);
@@ -879,14 +894,7 @@ impl Inner {
     /// See `EngineConfig::hold_paused_clock_during_io`: a blocking task that lives until
     /// the returned guard is dropped.
     fn hold_clock(&self) -> Option<std::sync::mpsc::Sender<()>> {
-        if !self.config.hold_paused_clock_during_io {
-            return None;
-        }
-        let (release, held) = std::sync::mpsc::channel::<()>();
-        tokio::task::spawn_blocking(move || {
-            let _ = held.recv();
-        });
-        Some(release)
+        hold_paused_clock(self.config.hold_paused_clock_during_io)
     }
 
     fn store(&self) -> Option<Arc<dyn StateStore>> {

@@ -105,6 +105,8 @@ impl Inner {
     }
 
     async fn compact_steps(self: &Arc<Inner>) -> Result<CompactionReport> {
+        // Tests on a paused clock: simulated time must not jump while real I/O runs.
+        let _hold = self.hold_clock();
         self.log.rotate().await?;
         let captured = self.capture().await;
         let store = self.store();

@@ -152,14 +152,29 @@ fn params(rng: &mut SmallRng, reject: bool) -> serde_json::Value {
     params
 }
 
-/// Runs one seed; returns (acknowledged intents, crashes, executions) for the sweep's report.
-pub(crate) async fn simulate(seed: u64) -> (usize, u32, u32) {
+/// What one seed did, for the sweep's report.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Totals {
+    pub acked: usize,
+    pub crashes: u32,
+    pub executions: u32,
+    /// Compactions that completed (checkpoint written, segments deleted).
+    pub compactions: u64,
+    /// Crashes injected inside a compaction the harness started.
+    pub crashes_in_compaction: u32,
+    /// Intents evicted from memory into the index (lives that run on one).
+    pub evicting_lives: u32,
+}
+
+/// Runs one seed; returns what it did for the sweep's report.
+pub(crate) async fn simulate(seed: u64) -> Totals {
     let start = tokio::time::Instant::now();
     let mut rng = SmallRng::seed_from_u64(seed);
     let fs = SimFileSystem::new(seed);
     let provider = SimProvider::new(seed, rng.gen_range(10..70));
     let mut acked: Vec<Acked> = Vec::new();
     let mut crashes = 0;
+    let mut totals = Totals::default();
     let index = rng
         .gen_bool(0.25)
         .then(|| tempfile::tempdir().expect("index directory"));
@@ -246,12 +261,16 @@ pub(crate) async fn simulate(seed: u64) -> (usize, u32, u32) {
             }
             match engine.compact().await {
                 Ok(report) => assert!(report.checkpoint_lsn > 0, "seed {seed}: {report:?}"),
-                Err(error) => assert!(
-                    fs.is_dead(),
-                    "seed {seed}: compaction failed without a crash: {error}"
-                ),
+                Err(error) => {
+                    assert!(
+                        fs.is_dead(),
+                        "seed {seed}: compaction failed without a crash: {error}"
+                    );
+                    totals.crashes_in_compaction += 1;
+                }
             }
         }
+        totals.compactions += engine.compaction_status().compactions_total;
         engine.kill();
         if rng.gen_bool(0.6) {
             fs.crash();
@@ -368,7 +387,12 @@ pub(crate) async fn simulate(seed: u64) -> (usize, u32, u32) {
     if std::env::var("SIM_VERBOSE").is_ok() {
         eprintln!("seed {seed}: {by_state:?}");
     }
-    (acked.len(), crashes, executions)
+    totals.compactions += engine.compaction_status().compactions_total;
+    totals.acked = acked.len();
+    totals.crashes = crashes;
+    totals.executions = executions;
+    totals.evicting_lives = u32::from(life.index_dir.is_some());
+    totals
 }
 
 fn seeds() -> u64 {
@@ -378,7 +402,7 @@ fn seeds() -> u64 {
         .unwrap_or(500)
 }
 
-fn run_seed(seed: u64) -> (usize, u32, u32) {
+fn run_seed(seed: u64) -> Totals {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .start_paused(true)
@@ -394,14 +418,17 @@ fn simulation_sweep() {
         .ok()
         .and_then(|value| value.parse().ok())
         .unwrap_or(0);
-    let mut totals = (0, 0, 0);
+    let mut totals = Totals::default();
     for seed in first..first + count {
         let result = std::panic::catch_unwind(|| run_seed(seed));
         match result {
-            Ok((acked, crashes, executions)) => {
-                totals.0 += acked;
-                totals.1 += crashes;
-                totals.2 += executions;
+            Ok(one) => {
+                totals.acked += one.acked;
+                totals.crashes += one.crashes;
+                totals.executions += one.executions;
+                totals.compactions += one.compactions;
+                totals.crashes_in_compaction += one.crashes_in_compaction;
+                totals.evicting_lives += one.evicting_lives;
             }
             Err(panic) => {
                 eprintln!(
@@ -412,11 +439,20 @@ fn simulation_sweep() {
         }
     }
     eprintln!(
-        "simulation: {count} seeds, {} intents acknowledged, {} crashes, {} executions",
-        totals.0, totals.1, totals.2
+        "simulation: {count} seeds, {} intents acknowledged, {} crashes ({} inside compaction), \
+         {} executions, {} compactions, {} seeds evicting into the index",
+        totals.acked,
+        totals.crashes,
+        totals.crashes_in_compaction,
+        totals.executions,
+        totals.compactions,
+        totals.evicting_lives
     );
     assert!(
-        totals.0 > count as usize && totals.1 > 0 && totals.2 > 0,
+        totals.acked > count as usize
+            && totals.crashes > 0
+            && totals.executions > 0
+            && totals.compactions > 0,
         "the sweep exercised nothing"
     );
 }
