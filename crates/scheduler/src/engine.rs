@@ -317,39 +317,13 @@ impl Engine {
         if let Some(torn) = &log_report.torn_tail {
             tracing::warn!(file = %torn.file.display(), offset = torn.offset, bytes = torn.bytes, "recovery cut a torn tail");
         }
-        // Replay: the newest checkpoint, then every record after it, through the same fold
-        // as live operation.
-        let mut state = EngineState::default();
-        let replay = log.replay()?;
-        let checkpoint_lsn = replay.checkpoint.as_ref().map(|reader| reader.info().lsn);
-        for entry in replay.checkpoint.into_iter().flatten() {
-            let (kind, body) = entry?;
-            if kind != RECORD_KIND {
-                return Err(Error::Replay(format!(
-                    "checkpoint at LSN {checkpoint_lsn:?}: unknown entry kind {kind}"
-                )));
-            }
-            let record = Record::decode(&body)
-                .map_err(|error| Error::Replay(format!("checkpoint entry: {error}")))?;
-            // A snapshot keeps the LSN of the last record it reflects.
-            let lsn = match &record {
-                Record::Snapshot(intent) => intent.last_lsn,
-                _ => checkpoint_lsn.unwrap_or(0),
-            };
-            state.apply(lsn, record, false)?;
-        }
-        for entry in replay.records {
-            let entry = entry?;
-            if entry.kind != RECORD_KIND {
-                return Err(Error::Replay(format!(
-                    "LSN {}: unknown record kind {}",
-                    entry.lsn, entry.kind
-                )));
-            }
-            let record = Record::decode(&entry.body)
-                .map_err(|error| Error::Replay(format!("LSN {}: {error}", entry.lsn)))?;
-            state.apply(entry.lsn, record, false)?;
-        }
+        // Replay on a blocking thread: it reads the checkpoint and every segment after it.
+        let (log, state) = tokio::task::spawn_blocking(move || {
+            let state = replay(&log)?;
+            Ok::<_, Error>((log, state))
+        })
+        .await
+        .map_err(|error| Error::Replay(format!("replay task: {error}")))??;
         let (store, index_rebuilt, index_refolded) = match store {
             Some((store, rebuilt)) => {
                 let refolded = refold_index(&store, &log, &state).await?;
@@ -358,6 +332,7 @@ impl Engine {
             None => (None, false, 0),
         };
         drop(hold);
+        let checkpoint_lsn = log.checkpoint().map(|checkpoint| checkpoint.lsn);
         let clock = config.clock.unwrap_or_else(Clock::system);
         let max_guard_window_ms = by_name
             .values()
@@ -814,6 +789,43 @@ impl Engine {
         // Release the index (and sled's file lock) without flushing, as a crash would.
         lock(&self.inner.store).take();
     }
+}
+
+/// Replay: the newest checkpoint, then every record after it, through the same fold as
+/// live operation. Blocking I/O.
+fn replay(log: &Log) -> Result<EngineState> {
+    let mut state = EngineState::default();
+    let replay = log.replay()?;
+    let checkpoint_lsn = replay.checkpoint.as_ref().map(|reader| reader.info().lsn);
+    for entry in replay.checkpoint.into_iter().flatten() {
+        let (kind, body) = entry?;
+        if kind != RECORD_KIND {
+            return Err(Error::Replay(format!(
+                "checkpoint at LSN {checkpoint_lsn:?}: unknown entry kind {kind}"
+            )));
+        }
+        let record = Record::decode(&body)
+            .map_err(|error| Error::Replay(format!("checkpoint entry: {error}")))?;
+        // A snapshot keeps the LSN of the last record it reflects.
+        let lsn = match &record {
+            Record::Snapshot(intent) => intent.last_lsn,
+            _ => checkpoint_lsn.unwrap_or(0),
+        };
+        state.apply(lsn, record, false)?;
+    }
+    for entry in replay.records {
+        let entry = entry?;
+        if entry.kind != RECORD_KIND {
+            return Err(Error::Replay(format!(
+                "LSN {}: unknown record kind {}",
+                entry.lsn, entry.kind
+            )));
+        }
+        let record = Record::decode(&entry.body)
+            .map_err(|error| Error::Replay(format!("LSN {}: {error}", entry.lsn)))?;
+        state.apply(entry.lsn, record, false)?;
+    }
+    Ok(state)
 }
 
 /// Opens the index in `<data_dir>/index/` (rebuilding it if unreadable).
