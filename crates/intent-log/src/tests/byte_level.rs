@@ -471,3 +471,166 @@ fn a_missing_first_segment_is_corruption() {
         "{error}"
     );
 }
+
+/// What opening a damaged log must do, in one recovery mode.
+#[derive(Debug, PartialEq)]
+enum Expect {
+    /// Opens; exactly this many records survive; `torn/` holds the cut bytes when `cut`.
+    Opens { records: usize, cut: bool },
+    /// Refuses with a corruption error containing this text, changing nothing.
+    Refuses(&'static str),
+}
+
+/// The recovery decision table of docs/wal-format.md, one row per line: how the log is
+/// damaged, then what the default (tolerate-torn-tail) and absolute modes do.
+#[test]
+fn recovery_decision_table() {
+    type Damage = fn(&Path, &[PathBuf]);
+    let last_batch_torn: Damage = |_, paths| {
+        let last = paths.last().unwrap();
+        let bytes = fs::read(last).unwrap();
+        // Drop the seal and half of the last record's batch: a crash mid-write.
+        fs::write(last, &bytes[..bytes.len() - BATCH_HEADER_BYTES - 10]).unwrap();
+    };
+    let empty_last_segment: Damage = |dir, _| {
+        fs::write(
+            dir.join(crate::format::segment_file_name(u64::from(RECORDS) + 1)),
+            [0u8; 40],
+        )
+        .unwrap();
+    };
+    let synced_batch_damaged: Damage = |_, paths| {
+        let last = paths.last().unwrap();
+        let mut bytes = fs::read(last).unwrap();
+        bytes[SEGMENT_HEADER_BYTES + BATCH_HEADER_BYTES + 22] ^= 0x08;
+        fs::write(last, &bytes).unwrap();
+    };
+    let wrong_lsn_in_a_verifying_header: Damage = |_, paths| {
+        let last = paths.last().unwrap();
+        let mut bytes = fs::read(last).unwrap();
+        let header = SegmentHeader::decode(&bytes).unwrap();
+        let seed = header.frame_hasher();
+        let at = bytes.len() - BATCH_HEADER_BYTES; // the seal
+        let mut seal = BatchHeader::decode(&bytes[at..], &seed).unwrap();
+        seal.first_lsn += 5;
+        bytes[at..].copy_from_slice(&seal.encode(&seed));
+        fs::write(last, &bytes).unwrap();
+    };
+    let earlier_segment_damaged: Damage = |_, paths| {
+        let mut bytes = fs::read(&paths[0]).unwrap();
+        let at = bytes.len() - 3;
+        bytes[at] ^= 0x01;
+        fs::write(&paths[0], &bytes).unwrap();
+    };
+    let middle_segment_missing: Damage = |_, paths| fs::remove_file(&paths[1]).unwrap();
+    let first_segment_missing: Damage = |_, paths| fs::remove_file(&paths[0]).unwrap();
+    let rows: [(&str, Damage, Expect, Expect); 7] = [
+        (
+            "last batch torn",
+            last_batch_torn,
+            Expect::Opens {
+                records: RECORDS as usize - 1,
+                cut: true,
+            },
+            Expect::Refuses("absolute recovery refuses"),
+        ),
+        (
+            "last segment no longer than its header",
+            empty_last_segment,
+            Expect::Opens {
+                records: RECORDS as usize,
+                cut: false,
+            },
+            Expect::Refuses("shorter than its"),
+        ),
+        (
+            "damage before a verifying batch header",
+            synced_batch_damaged,
+            Expect::Refuses("synced bytes"),
+            Expect::Refuses("synced bytes"),
+        ),
+        (
+            "a verifying batch header with the wrong LSN",
+            wrong_lsn_in_a_verifying_header,
+            Expect::Refuses("LSN gap"),
+            Expect::Refuses("LSN gap"),
+        ),
+        (
+            "damage in a segment that is not the last",
+            earlier_segment_damaged,
+            Expect::Refuses("not the last"),
+            Expect::Refuses("not the last"),
+        ),
+        (
+            "a missing middle segment",
+            middle_segment_missing,
+            Expect::Refuses("missing"),
+            Expect::Refuses("missing"),
+        ),
+        (
+            "a missing first segment",
+            first_segment_missing,
+            Expect::Refuses("missing"),
+            Expect::Refuses("missing"),
+        ),
+    ];
+    let reference = tempfile::tempdir().unwrap();
+    let paths = build(reference.path());
+    for (what, damage, default_mode, absolute_mode) in rows {
+        for (mode, expected) in [
+            (crate::RecoveryMode::TolerateTornTail, default_mode),
+            (crate::RecoveryMode::Absolute, absolute_mode),
+        ] {
+            let work = tempfile::tempdir().unwrap();
+            copy_log(reference.path(), work.path());
+            let copies: Vec<PathBuf> = paths
+                .iter()
+                .map(|path| work.path().join(path.file_name().unwrap()))
+                .collect();
+            damage(work.path(), &copies);
+            let before: Vec<Vec<u8>> = segments(work.path())
+                .iter()
+                .map(|p| fs::read(p).unwrap())
+                .collect();
+            let options = Options {
+                recovery_mode: mode,
+                ..options()
+            };
+            let got = match Log::open(work.path(), options) {
+                Ok((log, report)) => {
+                    let records = super::read_all(&log).len();
+                    Expect::Opens {
+                        records,
+                        cut: report.torn_tail.is_some(),
+                    }
+                }
+                Err(error) => {
+                    assert!(error.is_corruption(), "{what} ({mode:?}): {error}");
+                    let after: Vec<Vec<u8>> = segments(work.path())
+                        .iter()
+                        .map(|p| fs::read(p).unwrap())
+                        .collect();
+                    assert_eq!(
+                        before, after,
+                        "{what} ({mode:?}): a refused open changed files"
+                    );
+                    match &expected {
+                        Expect::Refuses(text) if error.to_string().contains(text) => {
+                            Expect::Refuses(text)
+                        }
+                        _ => {
+                            panic!("{what} ({mode:?}): refused with {error}, expected {expected:?}")
+                        }
+                    }
+                }
+            };
+            assert_eq!(got, expected, "{what} ({mode:?})");
+            if let Expect::Opens { cut: true, .. } = got {
+                assert!(
+                    work.path().join(crate::TORN_DIR).is_dir(),
+                    "{what}: cut bytes kept"
+                );
+            }
+        }
+    }
+}
