@@ -144,6 +144,8 @@ struct EngineState {
     in_flight: HashSet<IntentId>,
     waiters: HashMap<IntentId, Vec<oneshot::Sender<()>>>,
     windows: HashMap<String, Window>,
+    /// Workers started since open (tests count them to tell a wait from a spin).
+    worker_starts: u64,
 }
 
 struct Inner {
@@ -747,6 +749,21 @@ impl Engine {
         (alive, state.in_flight.len(), state.timers.len())
     }
 
+    /// Tests: the amounts the spending window of `connector` holds (reserved or applied).
+    #[cfg(test)]
+    pub(crate) fn window_micros(&self, connector: &str) -> u64 {
+        lock(&self.inner.state)
+            .windows
+            .get(connector)
+            .map_or(0, Window::total_micros)
+    }
+
+    /// Tests: workers started since open.
+    #[cfg(test)]
+    pub(crate) fn worker_starts(&self) -> u64 {
+        lock(&self.inner.state).worker_starts
+    }
+
     /// Simulates `kill -9` for tests: stops the driver at once without draining. Work in
     /// flight is abandoned where it is (its log appends fail once the log is gone).
     #[doc(hidden)]
@@ -1026,6 +1043,7 @@ async fn drive(inner: Arc<Inner>) {
 const FAILED_STEP_DELAY_MS: u64 = 1_000;
 
 async fn work(inner: Arc<Inner>, id: IntentId) {
+    lock(&inner.state).worker_starts += 1;
     let failed = match work_on(&inner, id).await {
         Ok(()) => false,
         Err(error) => {

@@ -28,6 +28,12 @@ impl Window {
         self.total_micros = self.total_micros.saturating_add(micros);
     }
 
+    /// The amounts recorded, expired or not (tests look at what a restart rebuilt).
+    #[cfg(test)]
+    pub(crate) fn total_micros(&self) -> u64 {
+        self.total_micros
+    }
+
     fn expire(&mut self, now_ms: u64, window_ms: u64) {
         while let Some(&(at_ms, micros)) = self.entries.front() {
             if at_ms.saturating_add(window_ms) > now_ms {

@@ -2,8 +2,10 @@
 //! deterministic-seed simulation of the whole engine with a simulated provider and the
 //! intent-log's simulated file system.
 
+mod engine_faults;
 mod guards_engine;
 mod index_tests;
 mod machine_props;
+mod scripted;
 mod sim_provider;
 mod simulation;
