@@ -244,7 +244,10 @@ impl EngineState {
                 (spec.connector.clone(), spec.idempotency_key.clone()),
                 spec.id,
             );
-            if let Some(micros) = spec.amount_micros {
+            // Live, `submit` reserved the amount when it checked the window (under the
+            // same lock); on replay the log is the only source, once per intent (a
+            // snapshot counts only for an intent replay has not seen yet).
+            if let (Some(micros), false) = (spec.amount_micros, live) {
                 self.windows
                     .entry(spec.connector.clone())
                     .or_default()
@@ -434,6 +437,7 @@ impl Engine {
         let key = key.as_str().to_string();
         let payload = payload_sha256(&request.connector, &request.operation, &params_json);
         let map_key = (request.connector.clone(), key.clone());
+        let amount = amount_micros(&request.params);
         let _serial = inner.submit_locks[shard(&map_key)].lock().await;
         let now = inner.clock.now_ms();
         {
@@ -449,14 +453,14 @@ impl Engine {
                     return Err(Error::IdempotencyConflict { key, existing: id });
                 }
             }
-            let amount = amount_micros(&request.params);
             if let (Some(guard), Some(micros)) = (&entry.settings.guard, amount) {
-                state
-                    .windows
-                    .entry(request.connector.clone())
-                    .or_default()
+                // Check and reserve under one lock: concurrent submits with other keys
+                // see this amount at once, not only after its append is synced.
+                let window = state.windows.entry(request.connector.clone()).or_default();
+                window
                     .check(guard, now, micros)
                     .map_err(Error::SpendingLimit)?;
+                window.record(now, micros);
             }
         }
         let spec = IntentSpec {
@@ -466,11 +470,22 @@ impl Engine {
             params_json,
             idempotency_key: key,
             payload_sha256: payload,
-            amount_micros: amount_micros(&request.params),
+            amount_micros: amount,
             submitted_at_ms: now,
         };
         let id = spec.id;
-        inner.log_and_apply(Record::Submitted(spec)).await?;
+        let connector = spec.connector.clone();
+        if let Err(error) = inner.log_and_apply(Record::Submitted(spec)).await {
+            // Not recorded: give the reservation back. (A submit cancelled while its append
+            // is under way keeps it: the record may be durable, and over-counting is the
+            // safe side of a spending limit; it expires with the window.)
+            if let (true, Some(micros)) = (entry.settings.guard.is_some(), amount) {
+                if let Some(window) = lock(&inner.state).windows.get_mut(&connector) {
+                    window.release(now, micros);
+                }
+            }
+            return Err(error);
+        }
         inner.wake.notify_one();
         let intent = self
             .get(id)
