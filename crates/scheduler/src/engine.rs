@@ -652,7 +652,8 @@ impl Engine {
     }
 
     /// Operator: a dead letter is checked again and, if the provider has no record of it,
-    /// re-sent with the same key and a fresh attempt budget.
+    /// re-sent with the same key, a fresh attempt budget and a fresh retry deadline (both
+    /// counted from now; never past the provider's key lifetime).
     pub async fn dlq_retry(&self, id: IntentId) -> Result<Intent> {
         self.act(id, "retry", |intent, now| {
             machine::operator_retry(intent, now).map(|next| Record::Operator {

@@ -235,6 +235,10 @@ pub struct Intent {
     pub last_error: Option<Reason>,
     /// Attempts made before the last operator retry; the retry budget counts from here.
     pub attempt_budget_start: u32,
+    /// When the current retry budget started: at submit, or at the last operator retry.
+    /// The retry deadline counts from here (the key lifetime still counts from the first
+    /// attempt).
+    pub budget_started_at_ms: u64,
     pub updated_at_ms: u64,
     /// LSN of the last log record applied to this intent.
     pub last_lsn: u64,
@@ -252,6 +256,7 @@ impl Intent {
             resource_id: None,
             last_error: None,
             attempt_budget_start: 0,
+            budget_started_at_ms: now,
             updated_at_ms: now,
             last_lsn: lsn,
         }
@@ -266,6 +271,12 @@ impl Intent {
             .skip(self.attempt_budget_start as usize)
             .filter(|attempt| attempt.outcome.as_deref() != Some("already_done"))
             .count() as u32
+    }
+
+    /// No new attempt starts after this: the retry policy's deadline, counted from the
+    /// start of the current budget (submit, or the last operator retry).
+    pub fn retry_deadline_ms(&self, deadline_ms: u64) -> u64 {
+        self.budget_started_at_ms.saturating_add(deadline_ms)
     }
 
     /// When the first attempt went on the wire (the key's age counts from here).

@@ -196,7 +196,10 @@ pub fn apply(folded: &mut Folded, lsn: u64, record: Record) -> Result<Option<Int
         } => {
             let intent = folded.intents.get_mut(&id).ok_or_else(|| missing(id))?;
             if action == "retry" {
+                // A fresh budget: attempts and the retry deadline both count from the
+                // operator's retry (operators act long after the deadline of the first).
                 intent.attempt_budget_start = intent.attempts.len() as u32;
+                intent.budget_started_at_ms = at_ms;
                 intent.status_checks = 0;
             }
             intent.state = next;
