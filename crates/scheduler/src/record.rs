@@ -83,6 +83,21 @@ impl Record {
         }
     }
 
+    /// The state the record moves its intent to, if it carries one.
+    pub(crate) fn next_state_mut(&mut self) -> Option<&mut State> {
+        match self {
+            Record::AttemptFinished { next, .. }
+            | Record::StatusChecked { next, .. }
+            | Record::PaymentAttached { next, .. }
+            | Record::Operator { next, .. }
+            | Record::Recovered { next, .. } => Some(next),
+            Record::Submitted(_)
+            | Record::AttemptStarted { .. }
+            | Record::ConnectorPaused { .. }
+            | Record::Snapshot(_) => None,
+        }
+    }
+
     pub fn encode(&self) -> intent_log::Result<Vec<u8>> {
         intent_log::codec::encode(self)
     }

@@ -53,7 +53,10 @@ async fn shutdown(engine: &Engine) {
 }
 
 fn last_error_code(intent: &Intent) -> Option<&str> {
-    intent.last_error.as_ref().map(|reason| reason.code.as_str())
+    intent
+        .last_error
+        .as_ref()
+        .map(|reason| reason.code.as_str())
 }
 
 // Defect 6: `dlq retry` reset the attempt budget but not the deadline (one hour after
@@ -62,7 +65,8 @@ fn last_error_code(intent: &Intent) -> Option<&str> {
 #[tokio::test(start_paused = true)]
 async fn a_dead_letter_retried_two_hours_after_submit_is_re_sent() {
     let dir = tempfile::tempdir().unwrap();
-    let scripted = Scripted::with(|script| script.outcomes = (0..10).map(|_| unavailable()).collect());
+    let scripted =
+        Scripted::with(|script| script.outcomes = (0..10).map(|_| unavailable()).collect());
     let engine = open(config(dir.path()), Some(&scripted)).await;
     let submitted_at = tokio::time::Instant::now();
     let id = submit(&engine, "dlq-1").await;
@@ -74,7 +78,11 @@ async fn a_dead_letter_retried_two_hours_after_submit_is_re_sent() {
     assert_eq!(retried.state.name(), StateName::Ambiguous);
     let done = engine.wait(id, HOUR).await.unwrap();
     assert_eq!(done.state.name(), StateName::Succeeded, "{done:?}");
-    assert_eq!(scripted.counts(), (11, 1), "one status check, then one re-send");
+    assert_eq!(
+        scripted.counts(),
+        (11, 1),
+        "one status check, then one re-send"
+    );
     shutdown(&engine).await;
     // The fresh deadline is folded from the operator's record: a replay agrees.
     let engine = open(config(dir.path()), Some(&scripted)).await;
@@ -94,7 +102,13 @@ async fn a_panicking_dispatch_makes_the_attempt_ambiguous_and_shutdown_completes
     let intent = engine.get(id).unwrap();
     // The request may have gone out before the panic: ambiguous, a status check first (G3).
     assert!(
-        matches!(intent.state, State::Ambiguous { resend_allowed: true, .. }),
+        matches!(
+            intent.state,
+            State::Ambiguous {
+                resend_allowed: true,
+                ..
+            }
+        ),
         "{intent:?}"
     );
     assert_eq!(last_error_code(&intent), Some("connector_panicked"));
@@ -193,7 +207,10 @@ async fn an_unregistered_connector_waits_without_spinning_and_shutdown_completes
             "the driver spins: {starts} worker starts after {second} s"
         );
     }
-    assert!(engine.worker_starts() >= 2, "the intents were never looked at");
+    assert!(
+        engine.worker_starts() >= 2,
+        "the intents were never looked at"
+    );
     let pending = engine.get(pending.id).unwrap();
     assert_eq!(pending.state.name(), StateName::Pending, "{pending:?}");
     // Found in flight on open: it stays ambiguous (a status check decides, later).
@@ -208,7 +225,10 @@ fn big_result() -> Value {
     let frame = json!({"id": "res-big", "status": "complete", "filler": ""});
     let filler_bytes = connectors::http::RESPONSE_BODY_BYTES_MAX - frame.to_string().len();
     let result = json!({"id": "res-big", "status": "complete", "filler": "x".repeat(filler_bytes)});
-    assert_eq!(result.to_string().len(), connectors::http::RESPONSE_BODY_BYTES_MAX);
+    assert_eq!(
+        result.to_string().len(),
+        connectors::http::RESPONSE_BODY_BYTES_MAX
+    );
     result
 }
 
@@ -257,6 +277,41 @@ async fn a_reconciled_body_at_the_response_cap_ends_reconciled() {
     let engine = open(config(dir.path()), Some(&scripted)).await;
     let id = submit(&engine, "big-2").await;
     let done = engine.wait(id, Duration::from_secs(600)).await.unwrap();
-    assert_eq!(done.state.name(), StateName::Reconciled, "{:?}", done.state.name());
+    assert_eq!(
+        done.state.name(),
+        StateName::Reconciled,
+        "{:?}",
+        done.state.name()
+    );
+    shutdown(&engine).await;
+}
+
+// Any step whose record the log refuses (here: an error message too long for a tiny
+// `record_bytes_max`) must leave the intent with a timer or a visible state. An attempt
+// whose outcome could not be recorded used to stay `Sent` with no timer until a restart;
+// it is ambiguous now, as after a crash, and a status check decides (G3).
+#[tokio::test(start_paused = true)]
+async fn an_attempt_whose_outcome_cannot_be_logged_becomes_ambiguous() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.log.record_bytes_max = 1024;
+    let scripted = Scripted::with(|script| {
+        script.outcomes.push_back(Outcome::Retryable {
+            reason: ErrorDetail::new("unavailable", "m".repeat(1500)),
+            retry_after: None,
+            scope: connectors::RetryScope::Intent,
+        });
+    });
+    let engine = open(config, Some(&scripted)).await;
+    let id = submit(&engine, "unloggable-1").await;
+    let done = engine.wait(id, Duration::from_secs(600)).await.unwrap();
+    assert_eq!(done.state.name(), StateName::Succeeded, "{done:?}");
+    assert_eq!(
+        done.attempts[0].outcome, None,
+        "the first outcome was never recorded"
+    );
+    assert_eq!(done.status_checks, 1, "checked before the re-send");
+    assert_eq!(scripted.counts(), (2, 1));
+    assert!(!engine.is_log_poisoned());
     shutdown(&engine).await;
 }

@@ -148,7 +148,11 @@ async fn a_refused_append_releases_its_spending_reservation() {
         other => panic!("expected RecordTooLarge, got {:?}", other.map(|s| s.intent)),
     }
     assert!(!engine.is_log_poisoned());
-    assert_eq!(engine.window_micros("sim"), 4_000_000, "the reservation leaked");
+    assert_eq!(
+        engine.window_micros("sim"),
+        4_000_000,
+        "the reservation leaked"
+    );
     expect_accepted(engine.submit(pay("r-3", "6.00")).await);
     expect_refused(engine.submit(pay("r-4", "0.01")).await);
     engine.shutdown().await;
@@ -187,7 +191,11 @@ async fn a_log_fault_on_submit_releases_the_reservation_and_a_restart_counts_onl
     }
     assert_eq!(fs.faults_fired(), 1, "the fault did not fire");
     assert!(engine.is_log_poisoned());
-    assert_eq!(engine.window_micros("sim"), 7_000_000, "the reservation leaked");
+    assert_eq!(
+        engine.window_micros("sim"),
+        7_000_000,
+        "the reservation leaked"
+    );
     engine.shutdown().await;
     let engine = open_with(config, &provider).await;
     assert_eq!(engine.window_micros("sim"), 7_000_000);

@@ -209,9 +209,7 @@ fn operator_actions_table() {
 /// The intent after `records` went through the fold (as live and as on replay).
 fn folded(records: Vec<Record>) -> Intent {
     let mut folded = Folded::default();
-    folded
-        .intents
-        .insert(IntentId([1; 16]), intent());
+    folded.intents.insert(IntentId([1; 16]), intent());
     for (lsn, record) in records.into_iter().enumerate() {
         apply(&mut folded, lsn as u64 + 2, record).unwrap();
     }
@@ -271,14 +269,28 @@ fn operator_retry_starts_a_fresh_deadline() {
             State::DeadLettered { reason } => reason.code,
             other => panic!("{other:?}"),
         });
-        assert_eq!(decided.as_deref(), expected, "now {now_ms}, key lifetime {key_lifetime_ms}");
+        assert_eq!(
+            decided.as_deref(),
+            expected,
+            "now {now_ms}, key lifetime {key_lifetime_ms}"
+        );
     };
     let day = 24 * HOUR;
     check(&not_retried, 2 * HOUR, day, Some("deadline_exceeded"));
     check(&retried_at(2 * HOUR), 2 * HOUR + 5_000, day, None);
     check(&retried_at(2 * HOUR), 3 * HOUR, day, None);
-    check(&retried_at(2 * HOUR), 3 * HOUR + 1, day, Some("deadline_exceeded"));
-    check(&retried_at(2 * HOUR), 2 * HOUR + 5_000, 2 * HOUR, Some("key_expired"));
+    check(
+        &retried_at(2 * HOUR),
+        3 * HOUR + 1,
+        day,
+        Some("deadline_exceeded"),
+    );
+    check(
+        &retried_at(2 * HOUR),
+        2 * HOUR + 5_000,
+        2 * HOUR,
+        Some("key_expired"),
+    );
     check(&retried_at(30 * 60_000), 90 * 60_000, day, None);
     // A status check that finds nothing re-sends (Pending), instead of dead-lettering it.
     let retried = retried_at(2 * HOUR);
@@ -304,6 +316,11 @@ fn operator_retry_starts_a_fresh_deadline() {
         outcome: None,
         detail: None,
     });
-    let after = machine::after_outcome(&sent_again, &crate::tests::scripted::unavailable(), context);
-    assert!(matches!(after.next, State::Pending { .. }), "{:?}", after.next);
+    let after =
+        machine::after_outcome(&sent_again, &crate::tests::scripted::unavailable(), context);
+    assert!(
+        matches!(after.next, State::Pending { .. }),
+        "{:?}",
+        after.next
+    );
 }

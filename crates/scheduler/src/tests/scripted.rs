@@ -68,9 +68,12 @@ impl connectors::Connector for Scripted {
             drop(script);
             panic!("scripted connector panics in dispatch");
         }
-        script.outcomes.pop_front().unwrap_or_else(|| Outcome::Success {
-            result: json!({"id": format!("res-{}", request.idempotency_key.as_str())}),
-        })
+        script
+            .outcomes
+            .pop_front()
+            .unwrap_or_else(|| Outcome::Success {
+                result: json!({"id": format!("res-{}", request.idempotency_key.as_str())}),
+            })
     }
 
     async fn check_status(&self, _request: &DispatchRequest) -> StatusCheck {
