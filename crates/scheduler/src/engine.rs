@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use connectors::{
-    canonical_json, Connector, DispatchRequest, IdempotencyKey, Outcome, StatusCheck,
+    canonical_json, Connector, DispatchRequest, ErrorDetail, IdempotencyKey, Outcome, StatusCheck,
 };
 use intent_log::{FileSystem, Log, StdFileSystem};
 use rand::rngs::SmallRng;
@@ -145,6 +145,10 @@ struct EngineState {
     in_flight: HashSet<IntentId>,
     waiters: HashMap<IntentId, Vec<oneshot::Sender<()>>>,
     windows: HashMap<String, Window>,
+    /// Workers started since open (tests count them to tell a wait from a spin).
+    worker_starts: u64,
+    /// Intents already reported as waiting for a connector that is not registered.
+    unregistered_reported: HashSet<IntentId>,
 }
 
 struct Inner {
@@ -249,7 +253,10 @@ impl EngineState {
                 (spec.connector.clone(), spec.idempotency_key.clone()),
                 spec.id,
             );
-            if let Some(micros) = spec.amount_micros {
+            // Live, `submit` reserved the amount when it checked the window (under the
+            // same lock); on replay the log is the only source, once per intent (a
+            // snapshot counts only for an intent replay has not seen yet).
+            if let (Some(micros), false) = (spec.amount_micros, live) {
                 self.windows
                     .entry(spec.connector.clone())
                     .or_default()
@@ -452,9 +459,11 @@ impl Engine {
         let key = key.as_str().to_string();
         let payload = payload_sha256(&request.connector, &request.operation, &params_json);
         let map_key = (request.connector.clone(), key.clone());
+        let amount = amount_micros(&request.params);
         let _serial = inner.submit_locks[shard(&map_key)].lock().await;
         let now = inner.clock.now_ms();
-        {
+        // The amount reserved in the spending window, if the connector has a guard.
+        let reserved = {
             let mut state = lock(&inner.state);
             if let Some(id) = state.keys.get(&map_key).copied() {
                 if let Some(existing) = state.folded.intents.get(&id) {
@@ -467,16 +476,20 @@ impl Engine {
                     return Err(Error::IdempotencyConflict { key, existing: id });
                 }
             }
-            let amount = amount_micros(&request.params);
-            if let (Some(guard), Some(micros)) = (&entry.settings.guard, amount) {
-                state
-                    .windows
-                    .entry(request.connector.clone())
-                    .or_default()
-                    .check(guard, now, micros)
-                    .map_err(Error::SpendingLimit)?;
+            match (&entry.settings.guard, amount) {
+                (Some(guard), Some(micros)) => {
+                    // Check and reserve under one lock: concurrent submits with other keys
+                    // see this amount at once, not only after its append is synced.
+                    let window = state.windows.entry(request.connector.clone()).or_default();
+                    window
+                        .check(guard, now, micros)
+                        .map_err(Error::SpendingLimit)?;
+                    window.record(now, micros);
+                    Some(micros)
+                }
+                _ => None,
             }
-        }
+        };
         let spec = IntentSpec {
             id: IntentId::random(),
             connector: request.connector,
@@ -484,11 +497,22 @@ impl Engine {
             params_json,
             idempotency_key: key,
             payload_sha256: payload,
-            amount_micros: amount_micros(&request.params),
+            amount_micros: amount,
             submitted_at_ms: now,
         };
         let id = spec.id;
-        inner.log_and_apply(Record::Submitted(spec)).await?;
+        let connector = spec.connector.clone();
+        if let Err(error) = inner.log_and_apply(Record::Submitted(spec)).await {
+            // Not recorded: give the reservation back. (A submit cancelled while its append
+            // is under way keeps it: the record may be durable, and over-counting is the
+            // safe side of a spending limit; it expires with the window.)
+            if let Some(micros) = reserved {
+                if let Some(window) = lock(&inner.state).windows.get_mut(&connector) {
+                    window.release(now, micros);
+                }
+            }
+            return Err(error);
+        }
         inner.wake.notify_one();
         let intent = self
             .get(id)
@@ -655,7 +679,8 @@ impl Engine {
     }
 
     /// Operator: a dead letter is checked again and, if the provider has no record of it,
-    /// re-sent with the same key and a fresh attempt budget.
+    /// re-sent with the same key, a fresh attempt budget and a fresh retry deadline (both
+    /// counted from now; never past the provider's key lifetime).
     pub async fn dlq_retry(&self, id: IntentId) -> Result<Intent> {
         self.act(id, "retry", |intent, now| {
             machine::operator_retry(intent, now).map(|next| Record::Operator {
@@ -772,6 +797,21 @@ impl Engine {
             .is_some_and(|driver| !driver.is_finished());
         let state = lock(&self.inner.state);
         (alive, state.in_flight.len(), state.timers.len())
+    }
+
+    /// Tests: the amounts the spending window of `connector` holds (reserved or applied).
+    #[cfg(test)]
+    pub(crate) fn window_micros(&self, connector: &str) -> u64 {
+        lock(&self.inner.state)
+            .windows
+            .get(connector)
+            .map_or(0, Window::total_micros)
+    }
+
+    /// Tests: workers started since open.
+    #[cfg(test)]
+    pub(crate) fn worker_starts(&self) -> u64 {
+        lock(&self.inner.state).worker_starts
     }
 
     /// Simulates `kill -9` for tests: stops the driver at once without draining. Work in
@@ -901,6 +941,46 @@ impl Inner {
             self.index_intent(id, lsn);
         }
         Ok(lsn)
+    }
+
+    /// `record` (about to move `current` on), with the large JSON of its next state (a
+    /// provider's result or details, up to the 1 MiB response cap) cut to a marker when
+    /// keeping it whole would make this record, or a later snapshot of the intent, larger
+    /// than `record_bytes_max`: the transition must always be recorded.
+    fn fit_record(&self, current: &Intent, mut record: Record) -> Record {
+        let Some(bytes) = record
+            .next_state_mut()
+            .and_then(State::bulk_json_mut)
+            .map(|json| json.len())
+        else {
+            return record;
+        };
+        // The intent as it will be once the record is applied, without the large JSON.
+        let mut probe = record.clone();
+        if let Some(json) = probe.next_state_mut().and_then(State::bulk_json_mut) {
+            json.clear();
+        }
+        let mut folded = crate::record::Folded::default();
+        folded.intents.insert(current.spec.id, current.clone());
+        let base_bytes = apply(&mut folded, current.last_lsn.saturating_add(1), probe)
+            .ok()
+            .and_then(|_| folded.intents.get(&current.spec.id))
+            .and_then(|intent| intent_log::codec::encode(intent).ok())
+            .map_or(self.config.log.record_bytes_max, |body| body.len());
+        let room_bytes = self
+            .config
+            .log
+            .record_bytes_max
+            .saturating_sub(base_bytes.saturating_add(RECORD_SLACK_BYTES));
+        if bytes <= room_bytes {
+            return record;
+        }
+        if let Some(json) = record.next_state_mut().and_then(State::bulk_json_mut) {
+            let limit = room_bytes.min(crate::intent::TRUNCATED_JSON_BYTES_MAX);
+            *json = crate::intent::truncated_json(json, limit);
+            tracing::warn!(intent = %current.spec.id, bytes, kept_bytes = json.len(), "the provider's answer is too large to log whole: a truncation marker with its size and SHA-256 is kept instead");
+        }
+        record
     }
 
     /// See `EngineConfig::hold_paused_clock_during_io`: a blocking task that lives until
@@ -1034,39 +1114,138 @@ fn maybe_compact(inner: &Arc<Inner>, now: u64) {
 
 /// After a failed step, an intent is not tried again sooner than this.
 const FAILED_STEP_DELAY_MS: u64 = 1_000;
+/// An intent whose connector is not registered is looked at again this often (it waits,
+/// visibly, for an engine opened with its connector).
+const UNREGISTERED_RECHECK_MS: u64 = 60_000;
+/// Longest provider resource id kept (longer ones are dropped: a cut id would name
+/// another resource in status checks).
+const RESOURCE_ID_BYTES_MAX: usize = 1024;
+/// Room left in a record beyond an intent's encoded size (enum tags, the format byte,
+/// varints that grow).
+const RECORD_SLACK_BYTES: usize = 512;
 
-async fn work(inner: Arc<Inner>, id: IntentId) {
-    let failed = match work_on(&inner, id).await {
-        Ok(()) => false,
-        Err(error) => {
-            tracing::error!(intent = %id, %error, "could not record a transition; the intent stays where the log has it");
-            true
-        }
-    };
-    {
-        let mut state = lock(&inner.state);
-        state.in_flight.remove(&id);
-        // A poisoned log stops the engine (G7): nothing is retried until it is reopened.
-        if !inner.log.is_poisoned() {
-            if let Some(due) = state
-                .folded
-                .intents
-                .get(&id)
-                .and_then(|intent| intent.state.due_ms())
-            {
-                let due = if failed {
-                    due.max(inner.clock.now_ms() + FAILED_STEP_DELAY_MS)
-                } else {
-                    due
-                };
-                state.timers.insert((due, id));
+// A default-sized record holds the largest params, a stored truncation marker and the
+// capped reasons of a full attempt budget with room to spare; results too large for the
+// record are cut to fit (`Inner::fit_record`).
+const _: () = assert!(
+    PARAMS_BYTES_MAX
+        + crate::intent::TRUNCATED_JSON_BYTES_MAX
+        + 24 * (crate::intent::REASON_MESSAGE_BYTES_MAX + crate::intent::REASON_DETAILS_BYTES_MAX)
+        <= intent_log::RECORD_BYTES_MAX_DEFAULT
+);
+
+/// What a step asks of the driver besides the intent's own due time.
+enum Step {
+    Done,
+    /// Do not look at the intent again before this wall time.
+    WaitUntil(u64),
+}
+
+/// Releases a worker's bookkeeping however it ends (returns, fails, panics, is aborted),
+/// so an intent never stays "in flight" and `shutdown` never waits for a worker that is
+/// gone.
+struct WorkerGuard {
+    inner: Arc<Inner>,
+    id: IntentId,
+    /// The intent's timer is set no earlier than this.
+    not_before_ms: u64,
+}
+
+impl Drop for WorkerGuard {
+    fn drop(&mut self) {
+        let inner = &self.inner;
+        {
+            let mut state = lock(&inner.state);
+            state.in_flight.remove(&self.id);
+            // A poisoned log stops the engine (G7): nothing is retried until it is reopened.
+            if !inner.log.is_poisoned() {
+                if let Some(due) = state
+                    .folded
+                    .intents
+                    .get(&self.id)
+                    .and_then(|intent| intent.state.due_ms())
+                {
+                    state.timers.insert((due.max(self.not_before_ms), self.id));
+                }
             }
         }
+        inner.wake.notify_one();
+        if inner.workers.fetch_sub(1, Ordering::AcqRel) == 1 {
+            inner.workers_done.notify_waiters();
+        }
     }
-    inner.wake.notify_one();
-    if inner.workers.fetch_sub(1, Ordering::AcqRel) == 1 {
-        inner.workers_done.notify_waiters();
+}
+
+async fn work(inner: Arc<Inner>, id: IntentId) {
+    lock(&inner.state).worker_starts += 1;
+    // Until the step ends normally, it counts as failed (a panic unwinds through here).
+    let mut guard = WorkerGuard {
+        inner: inner.clone(),
+        id,
+        not_before_ms: inner.clock.now_ms().saturating_add(FAILED_STEP_DELAY_MS),
+    };
+    match work_on(&inner, id).await {
+        Ok(Step::Done) => guard.not_before_ms = 0,
+        Ok(Step::WaitUntil(not_before_ms)) => guard.not_before_ms = not_before_ms,
+        Err(error) => {
+            tracing::error!(intent = %id, %error, "could not record a transition; the intent stays where the log has it and is looked at again in a second");
+            make_stranded_attempt_ambiguous(&inner, id).await;
+        }
     }
+}
+
+/// After a failed step: an intent left `Sent` (its attempt's outcome could not be
+/// recorded) has no timer and would wait for a restart. The attempt may have executed,
+/// so it becomes ambiguous now, exactly as recovery after a crash would make it (G3).
+async fn make_stranded_attempt_ambiguous(inner: &Arc<Inner>, id: IntentId) {
+    if inner.log.is_poisoned() || inner.shutting_down.load(Ordering::Acquire) {
+        return;
+    }
+    let now = inner.clock.now_ms();
+    let next = lock(&inner.state)
+        .folded
+        .intents
+        .get(&id)
+        .and_then(|intent| machine::recovered(intent, now));
+    let Some(next) = next else {
+        return;
+    };
+    tracing::warn!(intent = %id, "the outcome of an attempt could not be recorded: ambiguous until a status check decides");
+    let record = Record::Recovered {
+        id,
+        at_ms: now,
+        next,
+    };
+    if let Err(error) = inner.log_and_apply(record).await {
+        tracing::error!(intent = %id, %error, "could not record it either; it stays sent until the engine is reopened (recovery makes it ambiguous)");
+    }
+}
+
+/// Runs a connector call; a panic in it becomes `Err` instead of unwinding through the
+/// worker (whose intent would otherwise stay in flight).
+async fn catch_panic<T>(
+    future: impl std::future::Future<Output = T>,
+) -> std::result::Result<T, ()> {
+    let mut future = std::pin::pin!(future);
+    std::future::poll_fn(|context| {
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            future.as_mut().poll(context)
+        }));
+        match polled {
+            Ok(std::task::Poll::Ready(value)) => std::task::Poll::Ready(Ok(value)),
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            // The payload is not kept: it is the connector's text, and may hold anything.
+            Err(_payload) => std::task::Poll::Ready(Err(())),
+        }
+    })
+    .await
+}
+
+fn connector_panicked(during: &str) -> ErrorDetail {
+    ErrorDetail::new(
+        "connector_panicked",
+        format!("the connector panicked during {during}"),
+    )
 }
 
 fn request_of(intent: &Intent) -> Result<DispatchRequest> {
@@ -1087,7 +1266,7 @@ fn request_of(intent: &Intent) -> Result<DispatchRequest> {
 }
 
 fn resource_id_of(outcome: &Outcome) -> Option<String> {
-    match outcome {
+    let id = match outcome {
         Outcome::Success { result } => result.get("id").and_then(Value::as_str).map(str::to_string),
         _ => outcome
             .detail()
@@ -1095,16 +1274,32 @@ fn resource_id_of(outcome: &Outcome) -> Option<String> {
             .and_then(|details| details.get("execution_id"))
             .and_then(Value::as_str)
             .map(str::to_string),
+    };
+    match id {
+        Some(id) if id.len() > RESOURCE_ID_BYTES_MAX => {
+            tracing::warn!(
+                bytes = id.len(),
+                "the provider's resource id is too long to keep; status checks use the key"
+            );
+            None
+        }
+        id => id,
     }
 }
 
-async fn work_on(inner: &Arc<Inner>, id: IntentId) -> Result<()> {
+async fn work_on(inner: &Arc<Inner>, id: IntentId) -> Result<Step> {
     let Some(intent) = lock(&inner.state).folded.intents.get(&id).cloned() else {
-        return Ok(());
+        return Ok(Step::Done);
     };
     let Some(entry) = inner.connectors.get(&intent.spec.connector) else {
-        tracing::error!(intent = %id, connector = %intent.spec.connector, "no such connector is registered; the intent waits");
-        return Ok(());
+        // Removed from the config, or an offline operator command that opened the engine
+        // without connectors. Pending, it was not sent by this process; ambiguous, it
+        // stays ambiguous: it waits, unchanged, for an engine that has its connector.
+        if lock(&inner.state).unregistered_reported.insert(id) {
+            tracing::warn!(intent = %id, connector = %intent.spec.connector, state = intent.state.name().as_str(), "no such connector is registered; the intent waits for an engine opened with it");
+        }
+        let now = inner.clock.now_ms();
+        return Ok(Step::WaitUntil(now.saturating_add(UNREGISTERED_RECHECK_MS)));
     };
     let connector = entry.settings.connector.clone();
     let retry = entry.settings.retry.clone();
@@ -1138,7 +1333,7 @@ async fn work_on(inner: &Arc<Inner>, id: IntentId) -> Result<()> {
                             next,
                         })
                         .await?;
-                    return Ok(());
+                    return Ok(Step::Done);
                 }
                 let attempt = intent.attempts.len() as u32 + 1;
                 // G2: the attempt is durable before its first byte goes out.
@@ -1150,10 +1345,18 @@ async fn work_on(inner: &Arc<Inner>, id: IntentId) -> Result<()> {
                     })
                     .await?;
                 tracing::info!(attempt, "sending");
-                let outcome = connector.dispatch(&request).await;
+                // A panic after the request went out is as ambiguous as a timeout (G3).
+                let outcome = catch_panic(connector.dispatch(&request))
+                    .await
+                    .unwrap_or_else(|()| {
+                        tracing::error!("the connector panicked while sending; the attempt is ambiguous");
+                        Outcome::Ambiguous {
+                            reason: connector_panicked("dispatch"),
+                        }
+                    });
                 let now = inner.clock.now_ms();
                 let Some(current) = lock(&inner.state).folded.intents.get(&id).cloned() else {
-                    return Ok(());
+                    return Ok(Step::Done);
                 };
                 let decision = machine::after_outcome(&current, &outcome, context(now));
                 if let Some(until_ms) = decision.pause_connector_until_ms {
@@ -1170,8 +1373,9 @@ async fn work_on(inner: &Arc<Inner>, id: IntentId) -> Result<()> {
                     next = decision.next.name().as_str(),
                     "attempt finished"
                 );
-                inner
-                    .log_and_apply(Record::AttemptFinished {
+                let record = inner.fit_record(
+                    &current,
+                    Record::AttemptFinished {
                         id,
                         attempt,
                         at_ms: now,
@@ -1179,11 +1383,19 @@ async fn work_on(inner: &Arc<Inner>, id: IntentId) -> Result<()> {
                         detail: outcome.detail().map(crate::intent::Reason::from_detail),
                         resource_id: resource_id_of(&outcome),
                         next: decision.next,
-                    })
-                    .await?;
+                    },
+                );
+                inner.log_and_apply(record).await?;
             }
             State::Ambiguous { .. } => {
-                let check = connector.check_status(&request).await;
+                let check = catch_panic(connector.check_status(&request))
+                    .await
+                    .unwrap_or_else(|()| {
+                        tracing::error!("the connector panicked during a status check; counted as an unknown answer");
+                        StatusCheck::Unknown {
+                            reason: connector_panicked("a status check"),
+                        }
+                    });
                 let now = inner.clock.now_ms();
                 let decision = machine::after_status_check(&intent, &check, context(now));
                 let (result, detail) = match &check {
@@ -1199,19 +1411,21 @@ async fn work_on(inner: &Arc<Inner>, id: IntentId) -> Result<()> {
                     next = decision.next.name().as_str(),
                     "status checked"
                 );
-                inner
-                    .log_and_apply(Record::StatusChecked {
+                let record = inner.fit_record(
+                    &intent,
+                    Record::StatusChecked {
                         id,
                         at_ms: now,
                         result: result.to_string(),
                         detail,
                         next: decision.next,
-                    })
-                    .await?;
+                    },
+                );
+                inner.log_and_apply(record).await?;
             }
             _ => {}
         }
-        Ok(())
+        Ok(Step::Done)
     }
     .instrument(span)
     .await

@@ -3,8 +3,10 @@
 //! intent-log's simulated file system.
 
 mod compaction_tests;
+mod engine_faults;
 mod guards_engine;
 mod index_tests;
 mod machine_props;
+mod scripted;
 mod sim_provider;
 mod simulation;
