@@ -4,6 +4,7 @@
 
 mod guards_engine;
 mod index_tests;
+mod key_lifetime;
 mod machine_props;
 mod sim_provider;
 mod simulation;
