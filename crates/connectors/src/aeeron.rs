@@ -121,6 +121,7 @@ pub struct AeeronConnector {
 impl AeeronConnector {
     /// Builds the connector and its HTTP client.
     pub fn new(config: AeeronConfig) -> Result<Self> {
+        config.validate()?;
         let transport = HttpTransport::new(
             AEERON_NAME,
             &config.base_url,

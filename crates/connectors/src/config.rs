@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::secret::{api_key_from_env, Secret};
 
 /// Default time allowed to open a TCP (and TLS) connection.
@@ -21,6 +21,29 @@ pub const PURPLE_FLEA_API_KEY_VARIABLE: &str = "PURPLE_FLEA_API_KEY";
 /// Environment variable read by [`AeeronConfig::from_env`].
 pub const AEERON_API_KEY_VARIABLE: &str = "AEERON_API_KEY";
 
+/// Refuses settings that cannot work. A zero timeout makes every request fail at once
+/// (a zero request timeout even makes every attempt ambiguous, so each one costs a round
+/// of status checks); a zero key lifetime forbids every re-send.
+fn check(
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    key_lifetime: Duration,
+) -> Result<()> {
+    let zero = [
+        ("connect_timeout", connect_timeout),
+        ("request_timeout", request_timeout),
+        ("key_lifetime", key_lifetime),
+    ]
+    .into_iter()
+    .find(|(_, value)| value.is_zero());
+    match zero {
+        Some((name, _)) => Err(Error::Config {
+            reason: format!("{name} is 0; it must be positive"),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Settings of a [`crate::PurpleFleaConnector`]. `Debug` never shows the key.
 #[derive(Clone, Debug)]
 pub struct PurpleFleaConfig {
@@ -37,6 +60,15 @@ pub struct PurpleFleaConfig {
 }
 
 impl PurpleFleaConfig {
+    /// Refuses a zero timeout or key lifetime (the connector's `new` calls this).
+    pub fn validate(&self) -> Result<()> {
+        check(
+            self.connect_timeout,
+            self.request_timeout,
+            self.key_lifetime,
+        )
+    }
+
     /// Defaults and no API key.
     pub fn new(base_url: impl Into<String>) -> Self {
         Self {
@@ -72,6 +104,15 @@ pub struct AeeronConfig {
 }
 
 impl AeeronConfig {
+    /// Refuses a zero timeout or key lifetime (the connector's `new` calls this).
+    pub fn validate(&self) -> Result<()> {
+        check(
+            self.connect_timeout,
+            self.request_timeout,
+            self.key_lifetime,
+        )
+    }
+
     /// Defaults and no API key.
     pub fn new(base_url: impl Into<String>) -> Self {
         Self {
@@ -94,6 +135,41 @@ impl AeeronConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zero_timeouts_and_lifetimes_are_refused() {
+        // (connect ms, request ms, key lifetime ms, expected error substring or "" for ok)
+        let cases: &[(u64, u64, u64, &str)] = &[
+            (5_000, 30_000, 86_400_000, ""),
+            (0, 30_000, 86_400_000, "connect_timeout is 0"),
+            (5_000, 0, 86_400_000, "request_timeout is 0"),
+            (5_000, 30_000, 0, "key_lifetime is 0"),
+        ];
+        for &(connect_ms, request_ms, lifetime_ms, expected) in cases {
+            let mut purple = PurpleFleaConfig::new("http://127.0.0.1:1");
+            purple.connect_timeout = Duration::from_millis(connect_ms);
+            purple.request_timeout = Duration::from_millis(request_ms);
+            purple.key_lifetime = Duration::from_millis(lifetime_ms);
+            let mut aeeron = AeeronConfig::new("http://127.0.0.1:1");
+            aeeron.connect_timeout = purple.connect_timeout;
+            aeeron.request_timeout = purple.request_timeout;
+            aeeron.key_lifetime = purple.key_lifetime;
+            let built = [
+                crate::PurpleFleaConnector::new(purple).map(|_| ()),
+                crate::AeeronConnector::new(aeeron).map(|_| ()),
+            ];
+            for result in built {
+                match result {
+                    Ok(()) => assert!(expected.is_empty(), "accepted, expected {expected:?}"),
+                    Err(error) => {
+                        let message = error.to_string();
+                        assert!(!expected.is_empty(), "refused: {message}");
+                        assert!(message.contains(expected), "{message}");
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn debug_hides_the_key() {

@@ -233,6 +233,7 @@ pub struct PurpleFleaConnector {
 impl PurpleFleaConnector {
     /// Builds the connector and its HTTP client.
     pub fn new(config: PurpleFleaConfig) -> Result<Self> {
+        config.validate()?;
         let transport = HttpTransport::new(
             PURPLE_FLEA_NAME,
             &config.base_url,

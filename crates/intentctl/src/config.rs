@@ -1,18 +1,23 @@
-//! The `intentctl serve` configuration file (TOML): connectors, log sync mode, key retention.
+//! The `intentctl serve` configuration file (TOML): connectors, log sync mode, key
+//! retention and key lifetimes. Every value that could lose an intent or pay twice is
+//! checked before the engine opens; a refused file names the key and the reason.
 //!
 //! ```toml
-//! sync = "data"                 # data | all | none (benchmarks only)
-//! key_retention_hours = 24
+//! sync = "data"                 # data | all | none (benchmarks only, needs the next key)
+//! # unsafe_no_sync_benchmark_only = true
+//! key_retention_hours = 24      # >= every connector's key_lifetime_hours
 //! status_check_delay_base_ms = 1000
 //!
 //! [[connectors]]
 //! kind = "purple_flea"          # purple_flea | aeeron
 //! base_url = "http://127.0.0.1:8080"
-//! api_key_env = "PURPLE_FLEA_API_KEY"
+//! api_key_env = "PURPLE_FLEA_API_KEY"   # must be set when named
 //! connect_timeout_ms = 5000
 //! request_timeout_ms = 30000
 //! retry = "aggressive"          # aggressive | conservative | rate_limit
 //! concurrency = 32
+//! key_lifetime_hours = 24       # how long the provider remembers an idempotency key
+//! # key_lifetime_margin_ms = 8640000   # default: max(5 min, lifetime / 10)
 //! [connectors.guard]
 //! per_intent_max = "100.00"
 //! window_max = "1000.00"
@@ -43,6 +48,10 @@ const MS_PER_HOUR: u64 = 3_600_000;
 pub struct ServeConfig {
     #[serde(default = "sync_default")]
     pub sync: String,
+    /// The explicit opt-in that `sync = "none"` needs: without fsync an acknowledged
+    /// intent can vanish on power loss (G1 is off).
+    #[serde(default)]
+    pub unsafe_no_sync_benchmark_only: bool,
     #[serde(default = "key_retention_hours_default")]
     pub key_retention_hours: u64,
     /// First delay between status checks of an ambiguous intent (doubles after each).
@@ -58,7 +67,8 @@ pub struct ServeConfig {
 pub struct ConnectorConfig {
     pub kind: String,
     pub base_url: String,
-    /// The environment variable holding the API key (the key itself never goes in the file).
+    /// The environment variable holding the API key (the key itself never goes in the
+    /// file). When named, it must be set: a typo would otherwise run without a key.
     #[serde(default)]
     pub api_key_env: Option<String>,
     #[serde(default = "connect_timeout_ms_default")]
@@ -72,6 +82,14 @@ pub struct ConnectorConfig {
     pub retry_delay_base_ms: Option<u64>,
     #[serde(default = "concurrency_default")]
     pub concurrency: usize,
+    /// How long the provider remembers an idempotency key (the connector's default, 24
+    /// hours, when absent). Take it from the provider's documentation or contract.
+    #[serde(default)]
+    pub key_lifetime_hours: Option<u64>,
+    /// No re-send starts within this of the key lifetime's end; it must exceed the
+    /// connect and request timeouts together. Default: max(5 minutes, lifetime / 10).
+    #[serde(default)]
+    pub key_lifetime_margin_ms: Option<u64>,
     #[serde(default)]
     pub guard: Option<GuardConfig>,
 }
@@ -118,27 +136,36 @@ impl ServeConfig {
         ServeConfig::parse(&text).with_context(|| format!("in {}", path.display()))
     }
 
+    /// Parses and checks a file's text (the environment is read later, when connectors
+    /// are built).
     pub fn parse(text: &str) -> anyhow::Result<ServeConfig> {
         let config: ServeConfig = toml::from_str(text)?;
-        config.sync_mode()?;
+        config.validate()?;
         Ok(config)
     }
 
-    /// No file: one connector of each kind at the given URLs (simulators by default).
+    /// No file: one connector of each kind at the given URLs (simulators by default). An
+    /// API key is read from the usual variable when it is set, and not required.
     pub fn defaults(purple_flea_url: &str, aeeron_url: &str) -> ServeConfig {
         let connector = |kind: &str, base_url: &str, api_key_env: &str| ConnectorConfig {
             kind: kind.to_string(),
             base_url: base_url.to_string(),
-            api_key_env: Some(api_key_env.to_string()),
+            api_key_env: std::env::var(api_key_env)
+                .ok()
+                .filter(|value| !value.trim().is_empty())
+                .map(|_| api_key_env.to_string()),
             connect_timeout_ms: CONNECT_TIMEOUT_MS_DEFAULT,
             request_timeout_ms: REQUEST_TIMEOUT_MS_DEFAULT,
             retry: RETRY_PRESET_DEFAULT.to_string(),
             retry_delay_base_ms: None,
             concurrency: CONCURRENCY_DEFAULT,
+            key_lifetime_hours: None,
+            key_lifetime_margin_ms: None,
             guard: None,
         };
         ServeConfig {
             sync: sync_default(),
+            unsafe_no_sync_benchmark_only: false,
             key_retention_hours: KEY_RETENTION_HOURS_DEFAULT,
             status_check_delay_base_ms: None,
             connectors: vec![
@@ -156,6 +183,39 @@ impl ServeConfig {
         }
     }
 
+    /// Refuses what could lose an intent or pay twice; each message names the key.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.sync_mode()? == intent_log::SyncMode::NoSyncBenchmarkOnly
+            && !self.unsafe_no_sync_benchmark_only
+        {
+            bail!("sync = \"none\" never syncs the log: an acknowledged intent can be lost on power failure (G1 off). Only for benchmarks, and only with unsafe_no_sync_benchmark_only = true as well");
+        }
+        if self.key_retention_hours == 0 {
+            bail!("key_retention_hours is 0: finished intents and their keys would be forgotten at once, so a resubmitted key would be sent again as a new intent");
+        }
+        if self.status_check_delay_base_ms == Some(0) {
+            bail!("status_check_delay_base_ms is 0: an ambiguous intent's status checks would run back to back and dead-letter it at once");
+        }
+        if self.connectors.is_empty() {
+            bail!("no [[connectors]] table: the engine would accept no intent");
+        }
+        for (number, connector) in self.connectors.iter().enumerate() {
+            connector
+                .validate(self.key_retention_hours)
+                .with_context(|| format!("connectors[{number}] ({})", connector.kind))?;
+            if self.connectors[..number]
+                .iter()
+                .any(|earlier| earlier.kind == connector.kind)
+            {
+                bail!(
+                    "connectors[{number}]: kind {:?} appears twice; one table per provider",
+                    connector.kind
+                );
+            }
+        }
+        Ok(())
+    }
+
     fn sync_mode(&self) -> anyhow::Result<intent_log::SyncMode> {
         Ok(match self.sync.as_str() {
             "data" => intent_log::SyncMode::Data,
@@ -165,10 +225,14 @@ impl ServeConfig {
         })
     }
 
-    /// The engine configuration for `data_dir`.
+    /// The engine configuration for `data_dir`. Called at every open (and reopen), so
+    /// the unsafe sync mode is announced every time.
     pub fn engine_config(&self, data_dir: &Path) -> anyhow::Result<EngineConfig> {
         let mut config = EngineConfig::new(data_dir);
         config.log.sync_mode = self.sync_mode()?;
+        if config.log.sync_mode == intent_log::SyncMode::NoSyncBenchmarkOnly {
+            tracing::warn!("UNSAFE: sync = \"none\" (unsafe_no_sync_benchmark_only = true): the log is never synced; acknowledged intents can be lost on power failure or a kernel crash. For benchmarks only");
+        }
         config.key_retention_ms = self.key_retention_hours.saturating_mul(MS_PER_HOUR);
         if let Some(delay) = self.status_check_delay_base_ms {
             config.status_checks.delay_base_ms = delay;
@@ -193,19 +257,68 @@ fn micros(text: &Option<String>, field: &str) -> anyhow::Result<Option<u64>> {
 }
 
 impl ConnectorConfig {
+    /// The key lifetime in force: the file's, else the connectors' default.
+    fn key_lifetime_ms(&self) -> u64 {
+        match self.key_lifetime_hours {
+            Some(hours) => hours.saturating_mul(MS_PER_HOUR),
+            None => scheduler::policy::millis(connectors::config::KEY_LIFETIME_DEFAULT),
+        }
+    }
+
+    /// The margin in force before the key lifetime ends.
+    fn key_lifetime_margin_ms(&self) -> u64 {
+        self.key_lifetime_margin_ms.unwrap_or_else(|| {
+            scheduler::machine::key_lifetime_margin_default(self.key_lifetime_ms())
+        })
+    }
+
+    fn validate(&self, key_retention_hours: u64) -> anyhow::Result<()> {
+        let zero = [
+            ("connect_timeout_ms", self.connect_timeout_ms),
+            ("request_timeout_ms", self.request_timeout_ms),
+            ("key_lifetime_hours", self.key_lifetime_hours.unwrap_or(1)),
+            ("concurrency", self.concurrency as u64),
+        ];
+        if let Some((name, _)) = zero.iter().find(|(_, value)| *value == 0) {
+            bail!("{name} is 0; it must be positive");
+        }
+        let lifetime_ms = self.key_lifetime_ms();
+        if key_retention_hours.saturating_mul(MS_PER_HOUR) < lifetime_ms {
+            bail!("key_retention_hours ({key_retention_hours}) is shorter than the key lifetime ({} h): the engine would forget keys the provider still remembers, and a resubmit would become a second intent", lifetime_ms / MS_PER_HOUR);
+        }
+        // A re-send that starts just inside the margin may reach the provider a connect
+        // and a request timeout later; the margin must cover both.
+        let margin_ms = self.key_lifetime_margin_ms();
+        let flight_ms = self
+            .connect_timeout_ms
+            .saturating_add(self.request_timeout_ms);
+        if margin_ms <= flight_ms {
+            bail!("key_lifetime_margin_ms ({margin_ms}, the default is max(5 min, lifetime / 10)) must exceed connect_timeout_ms + request_timeout_ms ({flight_ms}): a re-send could reach the provider after it forgot the key");
+        }
+        if margin_ms >= lifetime_ms {
+            bail!("key_lifetime_margin_ms ({margin_ms}) is not shorter than the key lifetime ({lifetime_ms} ms): no re-send could ever happen");
+        }
+        Ok(())
+    }
+
     fn build(&self) -> anyhow::Result<ConnectorSettings> {
         let api_key = match &self.api_key_env {
-            Some(variable) => connectors::api_key_from_env(variable)?,
+            Some(variable) => match connectors::api_key_from_env(variable)? {
+                Some(key) => Some(key),
+                None => bail!("api_key_env: the environment variable {variable} is not set (or is empty); set it, or remove api_key_env to send no key"),
+            },
             None => None,
         };
         let connect_timeout = Duration::from_millis(self.connect_timeout_ms);
         let request_timeout = Duration::from_millis(self.request_timeout_ms);
+        let key_lifetime = Duration::from_millis(self.key_lifetime_ms());
         let connector: Arc<dyn connectors::Connector> = match self.kind.as_str() {
             "purple_flea" => {
                 let mut config = PurpleFleaConfig::new(&self.base_url);
                 config.api_key = api_key;
                 config.connect_timeout = connect_timeout;
                 config.request_timeout = request_timeout;
+                config.key_lifetime = key_lifetime;
                 Arc::new(PurpleFleaConnector::new(config)?)
             }
             "aeeron" => {
@@ -213,6 +326,7 @@ impl ConnectorConfig {
                 config.api_key = api_key;
                 config.connect_timeout = connect_timeout;
                 config.request_timeout = request_timeout;
+                config.key_lifetime = key_lifetime;
                 Arc::new(AeeronConnector::new(config)?)
             }
             other => bail!("connector kind must be purple_flea or aeeron, not {other:?}"),
@@ -238,6 +352,8 @@ impl ConnectorConfig {
         settings.concurrency = self.concurrency;
         settings.retry = retry;
         settings.guard = guard;
+        settings.key_lifetime = Some(key_lifetime);
+        settings.key_lifetime_margin = Some(Duration::from_millis(self.key_lifetime_margin_ms()));
         Ok(settings)
     }
 }
@@ -246,23 +362,141 @@ impl ConnectorConfig {
 mod tests {
     use super::*;
 
+    /// The example at the top of this file, kept in step with it.
+    const EXAMPLE: &str = r#"
+sync = "data"                 # data | all | none (benchmarks only)
+key_retention_hours = 24
+status_check_delay_base_ms = 1000
+
+[[connectors]]
+kind = "purple_flea"          # purple_flea | aeeron
+base_url = "http://127.0.0.1:8080"
+api_key_env = "PURPLE_FLEA_API_KEY"
+connect_timeout_ms = 5000
+request_timeout_ms = 30000
+retry = "aggressive"          # aggressive | conservative | rate_limit
+concurrency = 32
+key_lifetime_hours = 24
+[connectors.guard]
+per_intent_max = "100.00"
+window_max = "1000.00"
+window_ms = 3600000
+"#;
+
+    /// One connector with everything else at its default.
+    const ONE: &str = "[[connectors]]\nkind = \"aeeron\"\nbase_url = \"http://127.0.0.1:1\"\n";
+
+    /// Parses, then builds the engine config and every connector: the whole of what
+    /// `serve` does with a file before it opens the engine.
+    fn check(text: &str) -> Result<(), String> {
+        let config = ServeConfig::parse(text).map_err(|error| format!("{error:#}"))?;
+        config
+            .engine_config(Path::new("/nonexistent"))
+            .map_err(|error| format!("{error:#}"))?;
+        config
+            .connector_settings()
+            .map_err(|error| format!("{error:#}"))?;
+        Ok(())
+    }
+
     #[test]
-    fn parse_table() {
-        // (file, parses)
-        let cases: &[(&str, bool)] = &[
-            ("", true),
-            ("sync = \"all\"\nkey_retention_hours = 1", true),
-            ("sync = \"sometimes\"", false),
+    fn unsafe_configuration_is_refused() {
+        let one = |extra: &str| format!("{ONE}{extra}\n");
+        let top = |extra: &str| format!("{extra}\n{ONE}");
+        // (file, expected error substring; "" = it loads)
+        let cases: Vec<(String, &str)> = vec![
+            (one(""), ""),
+            (top("sync = \"all\"\nkey_retention_hours = 48"), ""),
+            (String::new(), "no [[connectors]]"),
+            (top("sync = \"none\""), "unsafe_no_sync_benchmark_only"),
             (
-                "[[connectors]]\nkind = \"aeeron\"\nbase_url = \"http://127.0.0.1:1\"",
-                true,
+                top("sync = \"none\"\nunsafe_no_sync_benchmark_only = false"),
+                "unsafe_no_sync_benchmark_only",
             ),
-            ("[[connectors]]\nkind = \"aeeron\"", false),
-            ("colour = \"blue\"", false),
+            (
+                top("sync = \"none\"\nunsafe_no_sync_benchmark_only = true"),
+                "",
+            ),
+            (top("sync = \"sometimes\""), "sync must be"),
+            (top("key_retention_hours = 0"), "key_retention_hours is 0"),
+            (
+                top("key_retention_hours = 12"),
+                "shorter than the key lifetime",
+            ),
+            (
+                one("key_lifetime_hours = 48"),
+                "shorter than the key lifetime",
+            ),
+            (
+                top("key_retention_hours = 1").replace(ONE, &one("key_lifetime_hours = 1")),
+                "",
+            ),
+            (one("key_lifetime_hours = 0"), "key_lifetime_hours is 0"),
+            (one("request_timeout_ms = 0"), "request_timeout_ms is 0"),
+            (one("connect_timeout_ms = 0"), "connect_timeout_ms is 0"),
+            (one("concurrency = 0"), "concurrency is 0"),
+            (
+                top("status_check_delay_base_ms = 0"),
+                "status_check_delay_base_ms is 0",
+            ),
+            (
+                one("key_lifetime_hours = 1\nrequest_timeout_ms = 600000"),
+                "key_lifetime_margin_ms",
+            ),
+            (
+                one("key_lifetime_margin_ms = 30000"),
+                "key_lifetime_margin_ms",
+            ),
+            (one("key_lifetime_margin_ms = 600000"), ""),
+            (
+                one("key_lifetime_margin_ms = 86400000"),
+                "key_lifetime_margin_ms",
+            ),
+            (
+                one("api_key_env = \"INTENTCTL_TEST_NEVER_SET_7C1E\""),
+                "INTENTCTL_TEST_NEVER_SET_7C1E is not set",
+            ),
+            (format!("{ONE}{ONE}"), "twice"),
+            ("[[connectors]]\nkind = \"aeeron\"".to_string(), "base_url"),
+            (
+                one("kind = \"stripe\"").replace("kind = \"aeeron\"\n", ""),
+                "connector kind",
+            ),
+            (top("colour = \"blue\""), "colour"),
         ];
-        for (text, parses) in cases {
-            assert_eq!(ServeConfig::parse(text).is_ok(), *parses, "{text:?}");
+        for (text, expected) in &cases {
+            match check(text) {
+                Ok(()) => assert!(
+                    expected.is_empty(),
+                    "loaded, expected {expected:?}:\n{text}"
+                ),
+                Err(message) => {
+                    assert!(!expected.is_empty(), "refused: {message}\n{text}");
+                    assert!(
+                        message.contains(expected),
+                        "{message:?} lacks {expected:?}:\n{text}"
+                    );
+                }
+            }
         }
+    }
+
+    #[test]
+    fn the_example_config_loads() {
+        let config = ServeConfig::parse(EXAMPLE).unwrap();
+        config.engine_config(Path::new("/nonexistent")).unwrap();
+        // The example names the real key variable; a test must not depend on it being set.
+        let mut config = config;
+        config.connectors[0].api_key_env = None;
+        let settings = config.connector_settings().unwrap();
+        assert_eq!(settings[0].key_lifetime_ms(), 24 * MS_PER_HOUR);
+    }
+
+    #[test]
+    fn the_defaults_without_a_file_are_valid() {
+        let config = ServeConfig::defaults("http://127.0.0.1:1", "http://127.0.0.1:2");
+        config.validate().unwrap();
+        config.connector_settings().unwrap();
     }
 
     #[test]

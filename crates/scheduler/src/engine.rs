@@ -46,6 +46,14 @@ pub struct ConnectorSettings {
     pub concurrency: usize,
     pub retry: RetryPolicy,
     pub guard: Option<SpendingGuard>,
+    /// How long the provider remembers an idempotency key; `None` takes the connector's
+    /// own `key_lifetime()`. Set it from the provider's documentation or contract: the
+    /// engine never re-sends a key older than this less `key_lifetime_margin`.
+    pub key_lifetime: Option<Duration>,
+    /// How long before the key lifetime ends the engine stops re-sending; `None` takes
+    /// [`machine::key_lifetime_margin_default`] (the larger of 5 minutes and a tenth of the
+    /// lifetime). It must cover the request timeout and the clock skew to the provider.
+    pub key_lifetime_margin: Option<Duration>,
 }
 
 impl ConnectorSettings {
@@ -55,6 +63,24 @@ impl ConnectorSettings {
             concurrency: 32,
             retry: RetryPolicy::default(),
             guard: None,
+            key_lifetime: None,
+            key_lifetime_margin: None,
+        }
+    }
+
+    /// The key lifetime in force: the setting, else the connector's own.
+    pub fn key_lifetime_ms(&self) -> u64 {
+        millis(
+            self.key_lifetime
+                .unwrap_or_else(|| self.connector.key_lifetime()),
+        )
+    }
+
+    /// The safety margin in force before the key lifetime ends.
+    pub fn key_lifetime_margin_ms(&self) -> u64 {
+        match self.key_lifetime_margin {
+            Some(margin) => millis(margin),
+            None => machine::key_lifetime_margin_default(self.key_lifetime_ms()),
         }
     }
 }
@@ -279,6 +305,30 @@ impl EngineState {
     }
 }
 
+/// Refuses a key lifetime of zero, and a key retention shorter than the key lifetime. The
+/// engine must remember a key at least as long as the provider does: if it forgot first,
+/// a resubmit of the same key would become a second intent, sent again, and the provider
+/// would answer it as a replay of the first (or, with another payload, as a conflict), so
+/// the agent would see a new intent "succeed" without executing, or be refused. Retention
+/// counts from when an intent finished, which is after its last request, so retention >=
+/// lifetime means the provider has forgotten the key before the engine does.
+fn check_key_lifetime(config: &EngineConfig, settings: &ConnectorSettings) -> Result<()> {
+    let name = settings.connector.name();
+    let lifetime_ms = settings.key_lifetime_ms();
+    if lifetime_ms == 0 {
+        return Err(Error::Config(format!(
+            "connector {name} has a key lifetime of 0: every re-send would be refused"
+        )));
+    }
+    if config.key_retention_ms < lifetime_ms {
+        return Err(Error::Config(format!(
+            "key_retention ({} ms) is shorter than connector {name}'s key lifetime ({lifetime_ms} ms): the engine would forget keys the provider still remembers",
+            config.key_retention_ms
+        )));
+    }
+    Ok(())
+}
+
 impl Engine {
     /// Opens the engine on `config.data_dir`: recovers the log, replays it, makes intents
     /// caught in flight ambiguous, and starts driving. Needs no operator after a crash.
@@ -294,6 +344,7 @@ impl Engine {
                     settings.connector.name()
                 )));
             }
+            check_key_lifetime(&config, &settings)?;
             let name = settings.connector.name().to_string();
             let permits = Arc::new(Semaphore::new(settings.concurrency));
             if by_name
@@ -1303,6 +1354,8 @@ async fn work_on(inner: &Arc<Inner>, id: IntentId) -> Result<Step> {
     };
     let connector = entry.settings.connector.clone();
     let retry = entry.settings.retry.clone();
+    let key_lifetime_ms = entry.settings.key_lifetime_ms();
+    let key_lifetime_margin_ms = entry.settings.key_lifetime_margin_ms();
     let _permit = entry
         .permits
         .clone()
@@ -1316,7 +1369,8 @@ async fn work_on(inner: &Arc<Inner>, id: IntentId) -> Result<Step> {
         let context = |now_ms: u64| Context {
             retry: &retry,
             checks: &inner.config.status_checks,
-            key_lifetime_ms: millis(connector.key_lifetime()),
+            key_lifetime_ms,
+            key_lifetime_margin_ms,
             now_ms,
             unit: inner.unit(),
         };

@@ -17,6 +17,8 @@ pub struct Context<'a> {
     pub checks: &'a StatusCheckPolicy,
     /// How long the provider remembers an idempotency key.
     pub key_lifetime_ms: u64,
+    /// No re-send starts later than this before the key lifetime ends.
+    pub key_lifetime_margin_ms: u64,
     pub now_ms: u64,
     /// A uniform random number in [0, 1) for jitter.
     pub unit: f64,
@@ -56,6 +58,21 @@ fn describe(reason: Option<&Reason>) -> String {
     }
 }
 
+/// The smallest default margin before the key lifetime ends.
+pub const KEY_LIFETIME_MARGIN_MS_MIN: u64 = 5 * 60_000;
+
+/// The default margin before the key lifetime ends: the larger of 5 minutes and a tenth
+/// of the lifetime. A re-send that starts just inside the lifetime can reach the provider
+/// a whole request timeout later (30 s by default; connect, TLS, a slow proxy), and our
+/// clock and the provider's may disagree by seconds to minutes; a provider's "24 hours"
+/// may also be approximate. Five minutes covers the default timeouts and ordinary skew
+/// many times over; a tenth scales with providers whose lifetime is long enough that
+/// their own bookkeeping is coarse. The cost is only that a re-send in the last tenth
+/// becomes a dead letter for an operator instead.
+pub fn key_lifetime_margin_default(key_lifetime_ms: u64) -> u64 {
+    KEY_LIFETIME_MARGIN_MS_MIN.max(key_lifetime_ms / 10)
+}
+
 /// Before a pending intent is sent: `Some(state)` if it must not be sent (budget spent,
 /// deadline passed, key too old to be safe), `None` to go ahead.
 pub fn before_dispatch(intent: &Intent, context: Context<'_>) -> Option<State> {
@@ -72,11 +89,22 @@ pub fn before_dispatch(intent: &Intent, context: Context<'_>) -> Option<State> {
         ));
     }
     if let Some(first_sent) = intent.first_sent_at_ms() {
-        // Past the provider's key lifetime a re-send could execute twice (G3, DESIGN §4).
-        if context.now_ms >= first_sent.saturating_add(context.key_lifetime_ms) {
+        // Past the provider's key lifetime a re-send could execute twice (G3, DESIGN §4),
+        // so stop a margin before it (see `key_lifetime_margin_default`). The key's age is
+        // measured in log time: the intent's records are never older than now, so a wall
+        // clock stepped backwards (NTP, a restored VM, a new host) cannot make it look
+        // younger than the log shows.
+        let now_ms = context.now_ms.max(intent.updated_at_ms);
+        let expires_ms = first_sent.saturating_add(context.key_lifetime_ms);
+        if now_ms.saturating_add(context.key_lifetime_margin_ms) >= expires_ms {
             return Some(dead(
                 "key_expired",
-                format!("the idempotency key is older than the provider's key lifetime ({} ms); re-sending could execute twice", context.key_lifetime_ms),
+                format!(
+                    "the idempotency key was first sent {} ms ago; the provider's key lifetime is {} ms and no re-send starts within {} ms of its end, or it could execute twice",
+                    now_ms.saturating_sub(first_sent),
+                    context.key_lifetime_ms,
+                    context.key_lifetime_margin_ms
+                ),
                 last,
             ));
         }

@@ -16,19 +16,19 @@ const WAIT: Duration = Duration::from_secs(10);
 
 fn config(dir: &std::path::Path) -> EngineConfig {
     let mut config = EngineConfig::new(dir);
-    // Finished intents are evicted from memory by the first compaction.
-    config.key_retention_ms = 0;
+    // Finished intents are evicted from memory by the first compaction a millisecond
+    // later. Retention may not be shorter than the key lifetime, so the provider "forgets"
+    // keys after a millisecond too (these tests never re-send).
+    config.key_retention_ms = 1;
     config.seed = Some(7);
     config
 }
 
 async fn open(dir: &std::path::Path) -> crate::Result<(Engine, crate::OpenReport)> {
     let provider = SimProvider::new(7, 0);
-    Engine::open(
-        config(dir),
-        vec![ConnectorSettings::new(Arc::new(provider))],
-    )
-    .await
+    let mut settings = ConnectorSettings::new(Arc::new(provider));
+    settings.key_lifetime = Some(Duration::from_millis(1));
+    Engine::open(config(dir), vec![settings]).await
 }
 
 /// Submits `count` intents and waits until each succeeded; returns (id, key) pairs.
@@ -57,6 +57,8 @@ async fn evicted_intents_stay_visible_through_the_index() {
     let dir = tempfile::tempdir().unwrap();
     let (engine, _) = open(dir.path()).await.unwrap();
     let done = run(&engine, 5).await;
+    // Past the 1 ms retention of the last one to finish.
+    tokio::time::sleep(Duration::from_millis(5)).await;
     engine.compact().await.unwrap();
     let in_memory: usize = engine.counts().values().sum();
     assert_eq!(

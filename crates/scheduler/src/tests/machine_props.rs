@@ -84,6 +84,7 @@ proptest! {
         let retry = RetryPolicy { attempts_max: 5, delay_base_ms: 100, multiplier: 2.0, delay_max_ms: 10_000, jitter: 0.5, deadline_ms: 86_400_000 };
         let status = StatusCheckPolicy { checks_max: 4, ..StatusCheckPolicy::default() };
         let key_lifetime_ms = 3 * 3_600_000;
+        let key_lifetime_margin_ms = machine::key_lifetime_margin_default(key_lifetime_ms);
         let mut intent = intent();
         let mut now = 0u64;
         let (mut outcomes, mut checks) = (outcomes.into_iter(), checks.into_iter());
@@ -91,7 +92,7 @@ proptest! {
         let mut possibly_executed = false;
         for step in steps_ms {
             now += step;
-            let context = Context { retry: &retry, checks: &status, key_lifetime_ms, now_ms: now, unit };
+            let context = Context { retry: &retry, checks: &status, key_lifetime_ms, key_lifetime_margin_ms, now_ms: now, unit };
             let before = intent.state.clone();
             match before {
                 State::Pending { due_ms } if due_ms <= now => {
@@ -102,7 +103,11 @@ proptest! {
                         continue;
                     }
                     if let Some(first) = intent.first_sent_at_ms() {
-                        prop_assert!(now < first + key_lifetime_ms, "re-sent a key older than its lifetime");
+                        prop_assert!(
+                            now.max(intent.updated_at_ms) + key_lifetime_margin_ms < first + key_lifetime_ms,
+                            "re-sent a key within the safety margin of its lifetime (now {now}, updated {}, first sent {first})",
+                            intent.updated_at_ms
+                        );
                     }
                     let Some(outcome) = outcomes.next() else { break };
                     let attempt = intent.attempts.len() as u32 + 1;

@@ -6,6 +6,7 @@ mod compaction_tests;
 mod engine_faults;
 mod guards_engine;
 mod index_tests;
+mod key_lifetime;
 mod machine_props;
 mod scripted;
 mod sim_provider;
