@@ -157,9 +157,13 @@ async fn a_failed_compaction_changes_nothing_is_visible_and_backs_off() {
     let mut config = EngineConfig::new("/data");
     config.fs = Some(Arc::new(fs.clone()));
     config.index = false;
-    config.key_retention_ms = 0; // finished intents are evictable at once
+    // Finished intents are evictable a millisecond later; retention may not be shorter
+    // than the key lifetime, so the provider "forgets" keys as fast (nothing is re-sent).
+    config.key_retention_ms = 1;
     config.compact_log_bytes = u64::MAX;
-    let (engine, _) = Engine::open(config, connectors()).await.unwrap();
+    let mut settings = connectors();
+    settings[0].key_lifetime = Some(Duration::from_millis(1));
+    let (engine, _) = Engine::open(config, settings).await.unwrap();
     for number in 0..5 {
         let id = submit(
             &engine,

@@ -267,6 +267,8 @@ fn operator_retry_starts_a_fresh_deadline() {
             retry: &retry,
             checks: &checks,
             key_lifetime_ms,
+            // The margin is tested with the key-lifetime rows; here only the deadline.
+            key_lifetime_margin_ms: 0,
             now_ms,
             unit: 0.5,
         };
@@ -303,6 +305,7 @@ fn operator_retry_starts_a_fresh_deadline() {
         retry: &retry,
         checks: &checks,
         key_lifetime_ms: day,
+        key_lifetime_margin_ms: 0,
         now_ms: 2 * HOUR + 10,
         unit: 0.5,
     };

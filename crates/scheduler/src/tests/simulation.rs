@@ -47,7 +47,7 @@ struct Life {
     /// Tiny segments and compaction threshold (compaction every few records), or the
     /// default limits (compaction only when the harness asks for it).
     tiny: bool,
-    /// A two-hour key retention, so compaction evicts finished intents into the index
+    /// A seven-hour key retention, so compaction evicts finished intents into the index
     /// (a real sled directory; the log stays on the simulated disk). Otherwise nothing is
     /// evicted and the index is off.
     index_dir: Option<std::path::PathBuf>,
@@ -73,10 +73,11 @@ fn config(fs: &SimFileSystem, seed: u64, start: tokio::time::Instant, life: &Lif
         config.compact_log_bytes = 24 * 1024;
     }
     // Without the index: longer than any run (the final phase lasts at most ~35 simulated
-    // hours), so compaction never evicts and every intent stays in memory. With it: two
-    // hours, so days of simulated life evict most finished intents into the index.
+    // hours), so compaction never evicts and every intent stays in memory. With it: seven
+    // hours (no less than the provider's six-hour key lifetime), so a day and more of
+    // simulated life evicts most finished intents into the index.
     config.key_retention_ms = if life.index_dir.is_some() {
-        2 * 3_600_000
+        7 * 3_600_000
     } else {
         30 * 86_400_000
     };
