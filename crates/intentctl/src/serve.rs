@@ -506,12 +506,22 @@ async fn healthz(State(app): State<App>) -> Response {
     Json(json!({"status": status, "log": "ok", "compaction": compaction_json})).into_response()
 }
 
-/// Opens the engine on `data` with `config`.
+/// Opens the engine on `data` with `config`. A reopen after a poisoned log never salvages:
+/// `recovery = "salvage"` is an operator's choice for one start, not something to do
+/// unasked after a full disk.
 async fn open_engine(
     config: &ServeConfig,
     data: &FilePath,
+    reopen: bool,
 ) -> anyhow::Result<(Engine, scheduler::OpenReport)> {
-    let opened = Engine::open(config.engine_config(data)?, config.connector_settings()?)
+    let mut engine_config = config.engine_config(data)?;
+    if reopen && engine_config.log.recovery_mode == intent_log::RecoveryMode::Salvage {
+        tracing::warn!(
+            "reopening after a poisoned log with the default recovery mode, not salvage"
+        );
+        engine_config.log.recovery_mode = intent_log::RecoveryMode::TolerateTornTail;
+    }
+    let opened = Engine::open(engine_config, config.connector_settings()?)
         .await
         .context("opening the engine")?;
     Ok(opened)
@@ -567,7 +577,7 @@ async fn recover_poisoned_log(
         loop {
             attempts += 1;
             let reopened = match probe_space(&data).await {
-                Ok(()) => open_engine(&config, &data).await,
+                Ok(()) => open_engine(&config, &data, true).await,
                 Err(error) => Err(error),
             };
             match reopened {
@@ -774,7 +784,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&args.data)
         .with_context(|| format!("creating {}", args.data.display()))?;
-    let (engine, report) = open_engine(&config, &args.data).await?;
+    let (engine, report) = open_engine(&config, &args.data, false).await?;
     tracing::info!(
         intents = report.intents,
         recovered_in_flight = report.recovered_in_flight,

@@ -109,6 +109,22 @@ impl Inner {
         let _hold = self.hold_clock();
         self.log.rotate().await?;
         let captured = self.capture().await;
+        if let Some(current) = self.log.checkpoint().filter(|c| c.lsn >= captured.lsn) {
+            // Nothing was logged since the newest checkpoint: it is still exact. Finish
+            // whatever deletion a crash may have interrupted, and change nothing else.
+            let inner = self.clone();
+            let deleted_segments =
+                tokio::task::spawn_blocking(move || inner.log.truncate_before(current.lsn + 1))
+                    .await
+                    .map_err(task_error)??;
+            return Ok(CompactionReport {
+                checkpoint_lsn: current.lsn,
+                kept: 0,
+                evicted: 0,
+                deleted_segments,
+                pruned: 0,
+            });
+        }
         let store = self.store();
         if let Some(store) = store.clone() {
             // The evicted intents' history must be in the index before the log forgets it.

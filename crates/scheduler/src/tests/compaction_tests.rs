@@ -197,8 +197,17 @@ async fn a_failed_compaction_changes_nothing_is_visible_and_backs_off() {
     );
     let id = submit(&engine, "pay", "after".into(), json!({"amount": "1.00"})).await;
     assert_eq!(settle(&engine, id).await, StateName::Succeeded);
+    // Past the one-millisecond retention of the intent that just finished.
+    tokio::time::sleep(Duration::from_millis(20)).await;
     let report = engine.compact().await.unwrap();
     assert_eq!(report.evicted, 6);
+    // Sweep seeds 14263 and 51327: a compaction with nothing logged since the last one
+    // failed ("not newer than the current one"). It is a no-op now.
+    let again = engine.compact().await.unwrap();
+    assert_eq!(
+        (again.checkpoint_lsn, again.kept, again.evicted),
+        (report.checkpoint_lsn, 0, 0)
+    );
     let status = engine.compaction_status();
     assert_eq!((status.consecutive_failures, status.retry_at_ms), (0, None));
     assert!(engine.counts().is_empty());
