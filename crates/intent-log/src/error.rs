@@ -61,6 +61,11 @@ pub enum Error {
     #[error("record body does not decode: {0}")]
     Decode(String),
 
+    /// A checkpoint or truncation request that would break the checkpoint protocol
+    /// (covering records that are not durable, or deleting records no checkpoint covers).
+    #[error("invalid checkpoint: {0}")]
+    InvalidCheckpoint(String),
+
     /// The log was closed.
     #[error("the log is closed")]
     Closed,

@@ -6,12 +6,18 @@
 
 /// First eight bytes of every segment.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"INTENTWL";
-/// Version of the segment and frame layout. Bump on any change to this file.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the segment, batch and frame layout. Bump on any change to this file.
+/// Version 2 frames every batch (one write + one sync) with a batch header, so recovery
+/// knows exactly where the last complete batch ends.
+pub const FORMAT_VERSION: u32 = 2;
 /// Size of the segment header; records start right after it.
 pub const SEGMENT_HEADER_BYTES: usize = 64;
 /// Size of a frame header; the body follows it.
 pub const FRAME_HEADER_BYTES: usize = 20;
+/// Size of a batch header; the batch's frames follow it.
+pub const BATCH_HEADER_BYTES: usize = 32;
+/// First four bytes of every batch header (found again when recovery searches past damage).
+pub const BATCH_MAGIC: [u8; 4] = *b"IBAT";
 
 /// The parsed segment header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,8 +28,6 @@ pub struct SegmentHeader {
     pub segment_id: u64,
     /// LSN of the first record of this segment (also its file name).
     pub first_lsn: u64,
-    /// The writer's batch size limit: only this many trailing bytes can be torn.
-    pub torn_window_bytes: u32,
 }
 
 impl SegmentHeader {
@@ -35,8 +39,7 @@ impl SegmentHeader {
         bytes[16..32].copy_from_slice(&self.log_id);
         bytes[32..40].copy_from_slice(&self.segment_id.to_le_bytes());
         bytes[40..48].copy_from_slice(&self.first_lsn.to_le_bytes());
-        bytes[48..52].copy_from_slice(&self.torn_window_bytes.to_le_bytes());
-        // 52..60 reserved, zero.
+        // 48..60 reserved, zero.
         let crc = crc32fast::hash(&bytes[0..60]);
         bytes[60..64].copy_from_slice(&crc.to_le_bytes());
         bytes
@@ -72,7 +75,6 @@ impl SegmentHeader {
             log_id,
             segment_id: read_u64(header, 32),
             first_lsn: read_u64(header, 40),
-            torn_window_bytes: read_u32(header, 48),
         })
     }
 
@@ -85,6 +87,72 @@ impl SegmentHeader {
         hasher.update(&self.segment_id.to_le_bytes());
         hasher
     }
+}
+
+/// A batch header: what one write + one sync of the writer carried. `records` frames
+/// follow it, taking exactly `payload_bytes`; the first carries `first_lsn`. A batch with
+/// no records is a seal, written at a clean close so the batch before it is no longer the
+/// last one (only the last batch of a log can be torn).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub payload_bytes: u32,
+    pub first_lsn: u64,
+    pub records: u32,
+}
+
+impl BatchHeader {
+    /// The header's bytes; its checksum is seeded like the frames' (log id, segment id).
+    pub fn encode(&self, seed: &crc32fast::Hasher) -> [u8; BATCH_HEADER_BYTES] {
+        let mut bytes = [0u8; BATCH_HEADER_BYTES];
+        bytes[0..4].copy_from_slice(&BATCH_MAGIC);
+        bytes[4..8].copy_from_slice(&self.payload_bytes.to_le_bytes());
+        bytes[8..16].copy_from_slice(&self.first_lsn.to_le_bytes());
+        bytes[16..20].copy_from_slice(&self.records.to_le_bytes());
+        // 20..28 reserved, zero.
+        let mut hasher = seed.clone();
+        hasher.update(&bytes[0..28]);
+        bytes[28..32].copy_from_slice(&hasher.finalize().to_le_bytes());
+        bytes
+    }
+
+    /// Parses and verifies the batch header at the start of `bytes`.
+    pub fn decode(bytes: &[u8], seed: &crc32fast::Hasher) -> Result<BatchHeader, FrameError> {
+        let Some(header) = bytes.get(..BATCH_HEADER_BYTES) else {
+            return Err(FrameError::Truncated);
+        };
+        if header[0..4] != BATCH_MAGIC || header[20..28] != [0; 8] {
+            return Err(FrameError::BadHeader);
+        }
+        let mut hasher = seed.clone();
+        hasher.update(&header[0..28]);
+        if hasher.finalize() != read_u32(header, 28) {
+            return Err(FrameError::Checksum);
+        }
+        Ok(BatchHeader {
+            payload_bytes: read_u32(header, 4),
+            first_lsn: read_u64(header, 8),
+            records: read_u32(header, 16),
+        })
+    }
+}
+
+/// Where the next verifying batch header after `from` starts, if any: recovery's proof
+/// that damage before it is not a torn tail (a batch is written only after the one before
+/// it was synced, so bytes that verify after damage mean the damage hit synced bytes).
+pub fn find_batch_header(bytes: &[u8], from: usize, seed: &crc32fast::Hasher) -> Option<usize> {
+    let mut at = from;
+    while at + BATCH_HEADER_BYTES <= bytes.len() {
+        let window = &bytes[at..];
+        let found = window
+            .windows(BATCH_MAGIC.len())
+            .position(|four| four == BATCH_MAGIC)?;
+        let candidate = at + found;
+        if BatchHeader::decode(&bytes[candidate..], seed).is_ok() {
+            return Some(candidate);
+        }
+        at = candidate + 1;
+    }
+    None
 }
 
 /// A frame decoded from a segment, borrowing its body.
@@ -131,6 +199,8 @@ pub enum FrameError {
         expected: u64,
         found: u64,
     },
+    /// A batch's frames do not fill exactly the bytes and count its header announces.
+    BatchMismatch,
 }
 
 impl std::fmt::Display for FrameError {
@@ -144,6 +214,9 @@ impl std::fmt::Display for FrameError {
             FrameError::Checksum => write!(f, "record checksum mismatch"),
             FrameError::LsnGap { expected, found } => {
                 write!(f, "LSN gap: expected {expected}, found {found}")
+            }
+            FrameError::BatchMismatch => {
+                write!(f, "the batch's records do not match its header")
             }
         }
     }
@@ -185,6 +258,62 @@ pub fn decode_frame<'a>(
         });
     }
     Ok((Frame { lsn, kind, body }, end))
+}
+
+/// A batch decoded from a segment: its header, its frames, and where the next one starts.
+#[derive(Debug)]
+pub struct DecodedBatch<'a> {
+    pub header: BatchHeader,
+    pub frames: Vec<Frame<'a>>,
+    /// Offset just past the batch's last byte.
+    pub end: usize,
+}
+
+/// Decodes and verifies the whole batch at `offset` of a segment's `bytes`: its header,
+/// that its first LSN is `expected_lsn`, that exactly `records` frames with contiguous
+/// LSNs fill exactly `payload_bytes`, and every frame's checksum. Nothing is returned from
+/// a batch that does not verify whole.
+pub fn decode_batch<'a>(
+    bytes: &'a [u8],
+    offset: usize,
+    seed: &crc32fast::Hasher,
+    expected_lsn: u64,
+    record_bytes_max: usize,
+) -> Result<DecodedBatch<'a>, FrameError> {
+    let rest = bytes.get(offset..).unwrap_or_default();
+    let header = BatchHeader::decode(rest, seed)?;
+    if header.first_lsn != expected_lsn {
+        return Err(FrameError::LsnGap {
+            expected: expected_lsn,
+            found: header.first_lsn,
+        });
+    }
+    let payload_start = offset + BATCH_HEADER_BYTES;
+    let end = payload_start + header.payload_bytes as usize;
+    let Some(payload) = bytes.get(payload_start..end) else {
+        return Err(FrameError::Truncated);
+    };
+    let mut frames =
+        Vec::with_capacity((header.records as usize).min(payload.len() / FRAME_HEADER_BYTES + 1));
+    let mut at = 0;
+    let mut lsn = expected_lsn;
+    while at < payload.len() {
+        if frames.len() as u64 >= u64::from(header.records) {
+            return Err(FrameError::BatchMismatch);
+        }
+        let (frame, used) = decode_frame(&payload[at..], seed, lsn, record_bytes_max)?;
+        frames.push(frame);
+        at += used;
+        lsn += 1;
+    }
+    if frames.len() as u64 != u64::from(header.records) {
+        return Err(FrameError::BatchMismatch);
+    }
+    Ok(DecodedBatch {
+        header,
+        frames,
+        end,
+    })
 }
 
 /// The bytes one frame of `body_len` takes on disk.
@@ -231,7 +360,6 @@ mod tests {
             log_id: [7; 16],
             segment_id: 3,
             first_lsn: 42,
-            torn_window_bytes: 4096,
         }
     }
 
@@ -308,6 +436,45 @@ mod tests {
             &[0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0],
             FrameError::Checksum,
         );
+    }
+
+    #[test]
+    fn batch_header_round_trips_and_is_found_after_damage() {
+        let seed = header().frame_hasher();
+        let batch = BatchHeader {
+            payload_bytes: 77,
+            first_lsn: 42,
+            records: 3,
+        };
+        let bytes = batch.encode(&seed);
+        assert_eq!(BatchHeader::decode(&bytes, &seed), Ok(batch));
+        let other = SegmentHeader {
+            segment_id: 4,
+            ..header()
+        }
+        .frame_hasher();
+        assert_eq!(
+            BatchHeader::decode(&bytes, &other),
+            Err(FrameError::Checksum)
+        );
+        assert_eq!(
+            BatchHeader::decode(&[0; 32], &seed),
+            Err(FrameError::BadHeader)
+        );
+        assert_eq!(
+            BatchHeader::decode(&bytes[..31], &seed),
+            Err(FrameError::Truncated)
+        );
+        let mut damaged = vec![7u8; 50];
+        damaged.extend_from_slice(b"IBATgarbage");
+        damaged.extend_from_slice(&bytes);
+        assert_eq!(find_batch_header(&damaged, 0, &seed), Some(61));
+        assert_eq!(find_batch_header(&damaged, 62, &seed), None);
+        for flip in 0..BATCH_HEADER_BYTES {
+            let mut flipped = bytes;
+            flipped[flip] ^= 0x10;
+            assert!(BatchHeader::decode(&flipped, &seed).is_err(), "flip {flip}");
+        }
     }
 
     #[test]

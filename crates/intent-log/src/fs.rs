@@ -33,6 +33,8 @@ pub trait FileSystem: Send + Sync + 'static {
     /// Cuts a file to `len` bytes and syncs it.
     fn truncate_and_sync(&self, path: &Path, len: u64) -> io::Result<()>;
     fn remove(&self, path: &Path) -> io::Result<()>;
+    /// Renames a file atomically (replacing nothing: the log never renames over a file).
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// fsyncs a directory, making creations and removals in it durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
     /// Takes an exclusive lock on `path` (creating it), or fails with `WouldBlock`.
@@ -103,6 +105,10 @@ impl FileSystem for StdFileSystem {
 
     fn remove(&self, path: &Path) -> io::Result<()> {
         std::fs::remove_file(path)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {

@@ -1,7 +1,7 @@
 //! Entry points for the fuzz targets in `fuzz/`, also run over the committed corpus by an
 //! ordinary test so CI exercises them.
 
-use crate::format::{decode_frame, SegmentHeader, SEGMENT_HEADER_BYTES};
+use crate::format::{decode_batch, SegmentHeader, SEGMENT_HEADER_BYTES};
 
 /// What decoding an arbitrary segment image produced.
 #[derive(Debug, Default)]
@@ -30,17 +30,22 @@ pub fn decode_segment_bytes(bytes: &[u8]) -> DecodedSegment {
     let mut offset = SEGMENT_HEADER_BYTES;
     let mut lsn = header.first_lsn;
     while offset < bytes.len() {
-        match decode_frame(
-            &bytes[offset..],
+        match decode_batch(
+            bytes,
+            offset,
             &seed,
             lsn,
             crate::options::RECORD_BYTES_MAX_LIMIT,
         ) {
-            Ok((frame, used)) => {
-                decoded.records += 1;
-                decoded.body_bytes += frame.body.len();
-                offset += used;
-                lsn = lsn.wrapping_add(1);
+            Ok(batch) => {
+                decoded.records += batch.frames.len();
+                decoded.body_bytes += batch
+                    .frames
+                    .iter()
+                    .map(|frame| frame.body.len())
+                    .sum::<usize>();
+                offset = batch.end;
+                lsn = lsn.wrapping_add(u64::from(batch.header.records));
             }
             Err(_) => {
                 decoded.first_bad_offset = Some(offset);

@@ -21,6 +21,7 @@
 //!
 //! `docs/wal-format.md` documents the bytes on disk and the recovery decision table.
 
+pub mod checkpoint;
 pub mod codec;
 mod error;
 pub mod format;
@@ -34,15 +35,16 @@ pub mod sim_fs;
 mod stats;
 mod writer;
 
+pub use checkpoint::{CheckpointInfo, CheckpointReader};
 pub use error::{Error, Result};
 pub use fs::{FileSystem, LockGuard, StdFileSystem, WritableFile};
-pub use log::{read_dir, verify, verify_with, Entry, Log, LOCK_FILE_NAME};
+pub use log::{read_dir, replay_dir, verify, verify_with, Entry, Log, Replay, LOCK_FILE_NAME};
 pub use options::{
     Options, RecoveryMode, SyncMode, BATCH_BYTES_MAX_DEFAULT, QUEUE_DEPTH_MAX_DEFAULT,
     RECORD_BYTES_MAX_DEFAULT, RECORD_BYTES_MAX_LIMIT, SEGMENT_BYTES_DEFAULT,
 };
 pub use reader::LogReader;
-pub use recovery::{RecoveryReport, SegmentInfo, TornTail};
+pub use recovery::{RecoveryReport, SegmentInfo, TornTail, TORN_DIR};
 pub use stats::{LogStats, HISTOGRAM_BUCKETS};
 
 #[cfg(test)]

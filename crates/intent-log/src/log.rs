@@ -7,14 +7,15 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::checkpoint::{self, CheckpointInfo, CheckpointReader};
 use crate::error::{Error, Result};
 use crate::format::{SegmentHeader, SEGMENT_HEADER_BYTES};
 use crate::fs::{FileSystem, LockGuard, StdFileSystem};
 use crate::options::Options;
 use crate::reader::LogReader;
-use crate::recovery::{recover, Action, RecoveryReport, SegmentInfo};
+use crate::recovery::{recover, Action, Expectations, RecoveryReport, SegmentInfo};
 use crate::stats::{LogStats, Stats};
-use crate::writer::{create_segment, request_bytes, AppendRequest, Writer};
+use crate::writer::{create_segment, request_bytes, AppendRequest, Request, Writer};
 
 /// Name of the lock file that keeps a second process out of the directory.
 pub const LOCK_FILE_NAME: &str = "LOCK";
@@ -37,13 +38,22 @@ pub(crate) struct Shared {
     pub durable_lsn: AtomicU64,
     pub poisoned: Mutex<Option<String>>,
     pub stats: Stats,
+    /// The newest durable checkpoint; replay starts there.
+    pub checkpoint: Mutex<Option<CheckpointInfo>>,
+}
+
+/// What replay reads, in order: the newest checkpoint's entries (if any), then every
+/// record after it.
+pub struct Replay {
+    pub checkpoint: Option<CheckpointReader>,
+    pub records: LogReader,
 }
 
 /// An open write-ahead log. Cheap to share behind an `Arc`; appends from many tasks are
 /// group-committed.
 pub struct Log {
     shared: Arc<Shared>,
-    sender: Mutex<Option<mpsc::Sender<AppendRequest>>>,
+    sender: Mutex<Option<mpsc::Sender<Request>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     /// Released by `close`, so a closed log never keeps another open out.
     lock: Mutex<Option<Box<dyn LockGuard>>>,
@@ -86,6 +96,9 @@ impl Log {
             &dir,
             options.record_bytes_max,
             Action::Repair(options.recovery_mode),
+            Expectations {
+                last_lsn_min: options.last_lsn_min,
+            },
         )?;
         let mut report = recovered.report;
         let mut segments = recovered.segments;
@@ -108,7 +121,6 @@ impl Log {
                     log_id: *uuid::Uuid::new_v4().as_bytes(),
                     segment_id: 1,
                     first_lsn: report.next_lsn,
-                    torn_window_bytes: options.batch_bytes_max as u32,
                 };
                 let (file, path) = create_segment(fs.as_ref(), &dir, &header)?;
                 segments.push(SegmentInfo {
@@ -131,6 +143,7 @@ impl Log {
             durable_lsn: AtomicU64::new(next_lsn - 1),
             poisoned: Mutex::new(None),
             stats: Stats::default(),
+            checkpoint: Mutex::new(report.checkpoint.clone()),
         });
         let writer = Writer {
             shared: shared.clone(),
@@ -191,14 +204,36 @@ impl Log {
         .ok_or(Error::Closed)?;
         let (reply, answer) = oneshot::channel();
         let sent = sender
-            .send(AppendRequest {
+            .send(Request::Append(AppendRequest {
                 records,
                 bytes,
                 reply,
-            })
+            }))
             .await;
         // Hold no sender while waiting: `close` must be able to end the writer even while
         // appends are outstanding (they are answered or dropped, never left hanging).
+        drop(sender);
+        if sent.is_err() {
+            return Err(self.closed_or_poisoned());
+        }
+        match answer.await {
+            Ok(result) => result,
+            Err(_) => Err(self.closed_or_poisoned()),
+        }
+    }
+
+    /// Starts a new segment: every record appended before this call is then in an older
+    /// segment than every record after it. Returns the LSN the next record gets. A no-op
+    /// when the active segment holds no record yet.
+    pub async fn rotate(&self) -> Result<u64> {
+        self.check_poisoned()?;
+        let sender = match self.sender.lock() {
+            Ok(guard) => guard.clone(),
+            Err(_) => None,
+        }
+        .ok_or(Error::Closed)?;
+        let (reply, answer) = oneshot::channel();
+        let sent = sender.send(Request::Rotate(reply)).await;
         drop(sender);
         if sent.is_err() {
             return Err(self.closed_or_poisoned());
@@ -276,6 +311,85 @@ impl Log {
         ))
     }
 
+    /// The newest durable checkpoint, if any.
+    pub fn checkpoint(&self) -> Option<CheckpointInfo> {
+        match self.shared.checkpoint.lock() {
+            Ok(checkpoint) => checkpoint.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// What replay reads: the newest checkpoint, then the records after it up to the
+    /// durable end as of this call. Blocking I/O (the checkpoint is read and verified).
+    pub fn replay(&self) -> Result<Replay> {
+        let checkpoint = match self.checkpoint() {
+            Some(info) => Some(CheckpointReader::open(
+                self.shared.fs.as_ref(),
+                &info.path,
+                info.lsn,
+            )?),
+            None => None,
+        };
+        let from = checkpoint
+            .as_ref()
+            .map(|reader| reader.info().lsn + 1)
+            .unwrap_or_else(|| self.first_lsn());
+        Ok(Replay {
+            checkpoint,
+            records: self.read_from(from)?,
+        })
+    }
+
+    /// Writes a checkpoint covering every record up to and including `lsn` (which must be
+    /// durable): `entries` are the state the caller needs to rebuild everything at or below
+    /// it. Written to a temporary file, synced, renamed into place and the directory
+    /// synced; only then does it become the checkpoint replay starts from. A failure leaves
+    /// the previous checkpoint in force (the log itself is untouched: appends go on).
+    /// Blocking I/O.
+    pub fn write_checkpoint(
+        &self,
+        lsn: u64,
+        entries: &mut dyn Iterator<Item = (u8, Vec<u8>)>,
+    ) -> Result<CheckpointInfo> {
+        // Holding the lock's slot keeps `close` (which releases the directory to other
+        // processes) from returning while a checkpoint is being written.
+        let held = self.lock.lock().map_err(|_| Error::Closed)?;
+        if held.is_none() {
+            return Err(Error::Closed);
+        }
+        let durable = self.durable_lsn();
+        if lsn > durable {
+            return Err(Error::InvalidCheckpoint(format!(
+                "a checkpoint at LSN {lsn} would cover records that are not durable (durable up to {durable})"
+            )));
+        }
+        if let Some(current) = self.checkpoint() {
+            if lsn <= current.lsn {
+                return Err(Error::InvalidCheckpoint(format!(
+                    "a checkpoint at LSN {lsn} is not newer than the current one at LSN {}",
+                    current.lsn
+                )));
+            }
+        }
+        let log_id = self
+            .segments_snapshot()
+            .first()
+            .map(|segment| segment.header.log_id)
+            .ok_or(Error::Closed)?;
+        let info = checkpoint::write(
+            self.shared.fs.as_ref(),
+            &self.shared.dir,
+            &log_id,
+            lsn,
+            entries,
+        )?;
+        match self.shared.checkpoint.lock() {
+            Ok(mut checkpoint) => *checkpoint = Some(info.clone()),
+            Err(poisoned) => *poisoned.into_inner() = Some(info.clone()),
+        }
+        Ok(info)
+    }
+
     fn segments_snapshot(&self) -> Vec<SegmentInfo> {
         match self.shared.segments.lock() {
             Ok(segments) => segments.clone(),
@@ -285,8 +399,23 @@ impl Log {
 
     /// Deletes every segment whose records are all below `lsn` (never the active one),
     /// oldest first, syncing the directory after each removal so the survivors always form
-    /// a contiguous run. Returns how many segments were deleted.
+    /// a contiguous run; then the checkpoints older than the newest. Only what a durable
+    /// checkpoint covers can go: `lsn` may be at most the checkpoint's LSN + 1 (with no
+    /// checkpoint, nothing can be deleted). Returns how many segments were deleted.
     pub fn truncate_before(&self, lsn: u64) -> Result<usize> {
+        let held = self.lock.lock().map_err(|_| Error::Closed)?;
+        if held.is_none() {
+            return Err(Error::Closed);
+        }
+        let covered = self
+            .checkpoint()
+            .map(|checkpoint| checkpoint.lsn)
+            .unwrap_or(0);
+        if lsn > covered + 1 {
+            return Err(Error::InvalidCheckpoint(format!(
+                "cannot delete records below LSN {lsn}: the newest checkpoint covers only up to LSN {covered}"
+            )));
+        }
         let doomed: Vec<PathBuf> = {
             let mut segments = self.shared.segments.lock().map_err(|_| Error::Poisoned {
                 cause: "internal lock poisoned".to_string(),
@@ -308,6 +437,22 @@ impl Log {
             self.shared
                 .fs
                 .sync_dir(&self.shared.dir)
+                .map_err(|error| Error::io("syncing", &self.shared.dir, error))?;
+        }
+        // Older checkpoints go only after the segments: until then a crash still finds
+        // the newest checkpoint and the log after it.
+        let fs = self.shared.fs.as_ref();
+        let (checkpoints, _) = checkpoint::list(fs, &self.shared.dir)?;
+        let mut removed_checkpoint = false;
+        for (checkpoint_lsn, path) in checkpoints {
+            if checkpoint_lsn < covered {
+                fs.remove(&path)
+                    .map_err(|error| Error::io("removing", &path, error))?;
+                removed_checkpoint = true;
+            }
+        }
+        if removed_checkpoint {
+            fs.sync_dir(&self.shared.dir)
                 .map_err(|error| Error::io("syncing", &self.shared.dir, error))?;
         }
         Ok(doomed.len())
@@ -364,7 +509,14 @@ pub fn verify_with(
     dir: &Path,
     record_bytes_max: usize,
 ) -> Result<RecoveryReport> {
-    recover(fs, dir, record_bytes_max, Action::VerifyOnly).map(|recovered| recovered.report)
+    recover(
+        fs,
+        dir,
+        record_bytes_max,
+        Action::VerifyOnly,
+        Expectations::default(),
+    )
+    .map(|recovered| recovered.report)
 }
 
 /// Reads a log directory without opening it for writing (for `wal dump` and tools): every
@@ -375,7 +527,13 @@ pub fn read_dir(
     from_lsn: u64,
     record_bytes_max: usize,
 ) -> Result<LogReader> {
-    let recovered = recover(fs.as_ref(), dir, record_bytes_max, Action::VerifyOnly)?;
+    let recovered = recover(
+        fs.as_ref(),
+        dir,
+        record_bytes_max,
+        Action::VerifyOnly,
+        Expectations::default(),
+    )?;
     let last = recovered.report.next_lsn.saturating_sub(1);
     Ok(LogReader::new(
         fs,
@@ -383,5 +541,46 @@ pub fn read_dir(
         from_lsn,
         last,
         record_bytes_max,
+    ))
+}
+
+/// What replay of a log directory reads, without opening it for writing (offline tools):
+/// the directory is verified first (corruption is an error), then the newest checkpoint
+/// and every verified record after it, stopping before a torn tail.
+pub fn replay_dir(
+    fs: Arc<dyn FileSystem>,
+    dir: &Path,
+    record_bytes_max: usize,
+) -> Result<(RecoveryReport, Replay)> {
+    let recovered = recover(
+        fs.as_ref(),
+        dir,
+        record_bytes_max,
+        Action::VerifyOnly,
+        Expectations::default(),
+    )?;
+    let report = recovered.report;
+    let checkpoint = match &report.checkpoint {
+        Some(info) => Some(CheckpointReader::open(fs.as_ref(), &info.path, info.lsn)?),
+        None => None,
+    };
+    let from = report
+        .checkpoint
+        .as_ref()
+        .map(|info| info.lsn + 1)
+        .unwrap_or(report.first_lsn);
+    let records = LogReader::new(
+        fs,
+        recovered.segments,
+        from,
+        report.next_lsn.saturating_sub(1),
+        record_bytes_max,
+    );
+    Ok((
+        report,
+        Replay {
+            checkpoint,
+            records,
+        },
     ))
 }

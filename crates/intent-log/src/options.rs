@@ -1,7 +1,7 @@
 //! What a caller chooses when opening a log: durability, recovery strictness and limits.
 
 use crate::error::{Error, Result};
-use crate::format::{FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES};
+use crate::format::{BATCH_HEADER_BYTES, FRAME_HEADER_BYTES, SEGMENT_HEADER_BYTES};
 
 /// The largest record body the log accepts by default (1 MiB).
 pub const RECORD_BYTES_MAX_DEFAULT: usize = 1 << 20;
@@ -17,8 +17,10 @@ pub const QUEUE_DEPTH_MAX_DEFAULT: usize = 64 * 1024;
 
 const _: () = assert!(RECORD_BYTES_MAX_DEFAULT <= RECORD_BYTES_MAX_LIMIT);
 const _: () = assert!(RECORD_BYTES_MAX_DEFAULT + FRAME_HEADER_BYTES <= BATCH_BYTES_MAX_DEFAULT);
-const _: () =
-    assert!(BATCH_BYTES_MAX_DEFAULT as u64 + SEGMENT_HEADER_BYTES as u64 <= SEGMENT_BYTES_DEFAULT);
+const _: () = assert!(
+    (BATCH_BYTES_MAX_DEFAULT + BATCH_HEADER_BYTES + SEGMENT_HEADER_BYTES) as u64
+        <= SEGMENT_BYTES_DEFAULT
+);
 const _: () = assert!(BATCH_BYTES_MAX_DEFAULT <= u32::MAX as usize);
 
 /// How an append is made durable before it is acknowledged.
@@ -37,8 +39,9 @@ pub enum SyncMode {
 /// What `open` does with bytes that do not verify.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum RecoveryMode {
-    /// Cut an invalid suffix of the last segment that lies within its last batch window
-    /// (a torn tail from a crash), sync, and report it. Anything else is corruption.
+    /// Cut the last batch of the log if it does not verify (a torn tail from a crash: the
+    /// only batch no appender can have been told is durable), after moving its bytes into
+    /// `torn/`; sync, and report it. Any other damage is corruption.
     #[default]
     TolerateTornTail,
     /// Refuse to open if any byte does not verify, even a torn tail.
@@ -57,11 +60,14 @@ pub struct Options {
     pub segment_bytes: u64,
     /// Largest body of one record.
     pub record_bytes_max: usize,
-    /// Largest batch written and synced at once; it is also the torn-tail window recorded
-    /// in each segment header.
+    /// Largest batch (its records' frames) written and synced at once.
     pub batch_bytes_max: usize,
     /// Append calls waiting for the writer before `append` waits for room.
     pub queue_depth_max: usize,
+    /// The caller knows records up to this LSN were acknowledged (the engine passes its
+    /// index's applied LSN): open refuses, before it changes anything, a log that would end
+    /// before it. 0 when the caller knows nothing.
+    pub last_lsn_min: u64,
 }
 
 impl Default for Options {
@@ -73,6 +79,7 @@ impl Default for Options {
             record_bytes_max: RECORD_BYTES_MAX_DEFAULT,
             batch_bytes_max: BATCH_BYTES_MAX_DEFAULT,
             queue_depth_max: QUEUE_DEPTH_MAX_DEFAULT,
+            last_lsn_min: 0,
         }
     }
 }
@@ -94,9 +101,11 @@ impl Options {
                 self.batch_bytes_max, self.record_bytes_max
             ));
         }
-        if self.segment_bytes < (self.batch_bytes_max + SEGMENT_HEADER_BYTES) as u64 {
+        if self.segment_bytes
+            < (self.batch_bytes_max + BATCH_HEADER_BYTES + SEGMENT_HEADER_BYTES) as u64
+        {
             return fail(format!(
-                "segment_bytes ({}) must hold one largest batch ({}) plus the segment header",
+                "segment_bytes ({}) must hold one largest batch ({}) plus the batch and segment headers",
                 self.segment_bytes, self.batch_bytes_max
             ));
         }

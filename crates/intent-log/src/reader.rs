@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::format::{decode_frame, SegmentHeader, SEGMENT_HEADER_BYTES};
+use std::collections::VecDeque;
+
+use crate::format::{decode_batch, SegmentHeader, SEGMENT_HEADER_BYTES};
 use crate::fs::FileSystem;
 use crate::log::Entry;
 use crate::recovery::SegmentInfo;
@@ -26,6 +28,8 @@ struct Current {
     offset: usize,
     lsn: u64,
     seed: crc32fast::Hasher,
+    /// The records of the batch being read.
+    pending: VecDeque<Entry>,
 }
 
 impl LogReader {
@@ -78,6 +82,7 @@ impl LogReader {
             bytes,
             offset: SEGMENT_HEADER_BYTES,
             seed,
+            pending: VecDeque::new(),
         });
         Ok(true)
     }
@@ -93,30 +98,43 @@ impl LogReader {
             let Some(current) = self.current.as_mut() else {
                 return Ok(None);
             };
-            if current.offset >= current.bytes.len() {
-                self.current = None;
+            let Some(entry) = current.pending.pop_front() else {
+                if current.offset >= current.bytes.len() {
+                    self.current = None;
+                    continue;
+                }
+                let batch = decode_batch(
+                    &current.bytes,
+                    current.offset,
+                    &current.seed,
+                    current.lsn,
+                    self.record_bytes_max,
+                )
+                .map_err(|error| {
+                    Error::corruption(&current.info.path, current.offset as u64, error.to_string())
+                })?;
+                current.offset = batch.end;
+                current.lsn += u64::from(batch.header.records);
+                current.pending = batch
+                    .frames
+                    .into_iter()
+                    .map(|frame| Entry {
+                        lsn: frame.lsn,
+                        kind: frame.kind,
+                        body: frame.body.to_vec(),
+                    })
+                    .collect();
                 continue;
-            }
-            let (frame, used) = decode_frame(
-                &current.bytes[current.offset..],
-                &current.seed,
-                current.lsn,
-                self.record_bytes_max,
-            )
-            .map_err(|error| {
-                Error::corruption(&current.info.path, current.offset as u64, error.to_string())
-            })?;
-            current.offset += used;
-            current.lsn += 1;
+            };
+            let frame = entry;
             if frame.lsn < self.next_lsn {
                 continue;
             }
+            if frame.lsn > self.last_lsn {
+                return Ok(None);
+            }
             self.next_lsn = frame.lsn + 1;
-            return Ok(Some(Entry {
-                lsn: frame.lsn,
-                kind: frame.kind,
-                body: frame.body.to_vec(),
-            }));
+            return Ok(Some(frame));
         }
     }
 }

@@ -4,10 +4,17 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::checkpoint::{self, CheckpointInfo, CheckpointReader};
 use crate::error::{Error, Result};
-use crate::format::{decode_frame, parse_segment_file_name, SegmentHeader, SEGMENT_HEADER_BYTES};
+use crate::format::{
+    decode_batch, find_batch_header, parse_segment_file_name, BatchHeader, FrameError,
+    SegmentHeader, SEGMENT_HEADER_BYTES,
+};
 use crate::fs::FileSystem;
 use crate::options::RecoveryMode;
+
+/// The folder beside the segments where cut torn tails are kept.
+pub const TORN_DIR: &str = "torn";
 
 /// One segment as recovery found it.
 #[derive(Clone, Debug)]
@@ -20,7 +27,7 @@ pub struct SegmentInfo {
     pub records: u64,
 }
 
-/// A torn tail that recovery found (and, when opening, cut).
+/// A torn tail that recovery found (and, when opening, moved aside into `torn/` and cut).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TornTail {
     pub file: PathBuf,
@@ -49,6 +56,8 @@ pub struct RecoveryReport {
     pub removed_empty_segment: Option<PathBuf>,
     /// Salvage mode only: where the bytes that were dropped were copied.
     pub salvaged: Vec<PathBuf>,
+    /// The newest checkpoint: replay starts with it and continues at its LSN + 1.
+    pub checkpoint: Option<CheckpointInfo>,
     pub elapsed: Duration,
 }
 
@@ -77,32 +86,56 @@ pub(crate) fn list_segments(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<(u64,
     Ok(segments)
 }
 
-enum Damage {
-    /// The invalid suffix may be cut (torn tail).
-    Torn(TornTail),
-    Corrupt(Error),
+/// What the verifying pass found wrong in one segment.
+struct Damage {
+    offset: u64,
+    reason: String,
+    /// Only the last batch of the log can be torn; anything else is corruption.
+    torn: bool,
+    zero_filled: bool,
 }
 
-/// Scans and verifies every segment of `dir`.
+/// A change to the directory that recovery decided on; all of them are decided (and every
+/// check that could refuse the open has run) before the first is made.
+enum Repair {
+    /// Move the bytes from `TornTail::offset` aside, then cut the segment there.
+    CutTornTail(TornTail),
+    /// A last segment whose header never became durable (no record was ever in it).
+    RemoveEmptySegment(PathBuf),
+    /// Salvage mode: move everything from `offset` of `files[index]` on aside.
+    Salvage { index: usize, offset: u64 },
+}
+
+/// What a caller knows that recovery must hold the log to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Expectations {
+    /// Records up to this LSN were acknowledged and seen elsewhere (the engine's index):
+    /// an open that would leave the log ending before it is refused before anything is cut.
+    pub last_lsn_min: u64,
+}
+
+/// Scans and verifies every segment and the newest checkpoint of `dir`; then, if every
+/// check passed and the action allows it, makes the repairs the mode allows.
 pub(crate) fn recover(
     fs: &dyn FileSystem,
     dir: &Path,
     record_bytes_max: usize,
     action: Action,
+    expectations: Expectations,
 ) -> Result<Recovered> {
     let started = Instant::now();
     let files = list_segments(fs, dir)?;
+    let (checkpoints, leftovers) = checkpoint::list(fs, dir)?;
+    let salvage = action == Action::Repair(RecoveryMode::Salvage);
     let mut report = RecoveryReport {
         first_lsn: 1,
         next_lsn: 1,
         ..RecoveryReport::default()
     };
     let mut segments: Vec<SegmentInfo> = Vec::new();
-    let count = files.len();
-    let mut index = 0;
-    while index < count {
-        let (name_lsn, path) = &files[index];
-        let is_last = index + 1 == count;
+    let mut repair = None;
+    for (index, (name_lsn, path)) in files.iter().enumerate() {
+        let is_last = index + 1 == files.len();
         let bytes = fs
             .read(path)
             .map_err(|error| Error::io("reading", path, error))?;
@@ -116,100 +149,58 @@ pub(crate) fn recover(
                     && bytes.len() <= SEGMENT_HEADER_BYTES
                     && action != Action::Repair(RecoveryMode::Absolute)
                 {
-                    if let Action::Repair(_) = action {
-                        fs.remove(path)
-                            .map_err(|error| Error::io("removing", path, error))?;
-                        fs.sync_dir(dir)
-                            .map_err(|error| Error::io("syncing", dir, error))?;
-                    }
                     report.removed_empty_segment = Some(path.clone());
+                    repair = Some(Repair::RemoveEmptySegment(path.clone()));
                     break;
                 }
-                let error = Error::corruption(path, 0, reason);
-                if action == Action::Repair(RecoveryMode::Salvage) {
-                    salvage(fs, dir, &files[index..], 0, &mut report)?;
+                if salvage {
+                    repair = Some(Repair::Salvage { index, offset: 0 });
                     break;
                 }
-                return Err(error);
+                return Err(Error::corruption(path, 0, reason));
             }
         };
         if let Err(error) = check_sequence(path, *name_lsn, &header, segments.last()) {
-            if action == Action::Repair(RecoveryMode::Salvage) {
-                salvage(fs, dir, &files[index..], 0, &mut report)?;
+            if salvage {
+                repair = Some(Repair::Salvage { index, offset: 0 });
                 break;
             }
             return Err(error);
         }
-        let seed = header.frame_hasher();
-        let mut offset = SEGMENT_HEADER_BYTES;
-        let mut lsn = header.first_lsn;
-        let mut damage = None;
-        while offset < bytes.len() {
-            match decode_frame(&bytes[offset..], &seed, lsn, record_bytes_max) {
-                Ok((_, used)) => {
-                    offset += used;
-                    lsn += 1;
-                }
-                Err(frame_error) => {
-                    damage = Some(classify_damage(
-                        path,
-                        &bytes,
-                        offset,
-                        is_last,
-                        &header,
-                        frame_error.to_string(),
-                    ));
-                    break;
-                }
-            }
-        }
-        let info = SegmentInfo {
-            path: path.clone(),
-            header,
-            valid_bytes: offset as u64,
-            records: lsn - header.first_lsn,
+        let (info, damage) = scan_segment(path, &bytes, header, record_bytes_max, is_last);
+        let Some(damage) = damage else {
+            segments.push(info);
+            continue;
         };
-        match damage {
-            None => {}
-            Some(Damage::Torn(torn)) => match action {
-                Action::VerifyOnly => report.torn_tail = Some(torn),
-                Action::Repair(RecoveryMode::Absolute) => {
-                    return Err(Error::corruption(
-                        &torn.file,
-                        torn.offset,
-                        format!(
-                            "torn tail of {} bytes ({}); absolute recovery refuses to cut it",
-                            torn.bytes, torn.reason
-                        ),
-                    ))
-                }
-                Action::Repair(_) => {
-                    fs.truncate_and_sync(path, offset as u64)
-                        .map_err(|error| Error::io("cutting the torn tail of", path, error))?;
-                    tracing::warn!(
-                        file = %torn.file.display(),
-                        offset = torn.offset,
-                        bytes = torn.bytes,
-                        zero_filled = torn.zero_filled,
-                        reason = %torn.reason,
-                        "cut a torn tail from the log (a batch that was never acknowledged)"
-                    );
-                    report.torn_tail = Some(torn);
-                }
-            },
-            Some(Damage::Corrupt(error)) => {
-                if action == Action::Repair(RecoveryMode::Salvage) {
-                    salvage(fs, dir, &files[index..], offset as u64, &mut report)?;
-                    fs.truncate_and_sync(path, offset as u64)
-                        .map_err(|error| Error::io("truncating", path, error))?;
-                    segments.push(info);
-                    break;
-                }
-                return Err(error);
-            }
-        }
+        let torn = TornTail {
+            file: path.clone(),
+            offset: damage.offset,
+            bytes: bytes.len() as u64 - damage.offset,
+            zero_filled: damage.zero_filled,
+            reason: damage.reason.clone(),
+        };
         segments.push(info);
-        index += 1;
+        if damage.torn && action != Action::Repair(RecoveryMode::Absolute) {
+            report.torn_tail = Some(torn.clone());
+            repair = Some(Repair::CutTornTail(torn));
+        } else if damage.torn {
+            return Err(Error::corruption(
+                path,
+                damage.offset,
+                format!(
+                    "torn tail of {} bytes ({}); absolute recovery refuses to cut it",
+                    torn.bytes, damage.reason
+                ),
+            ));
+        } else if salvage {
+            repair = Some(Repair::Salvage {
+                index,
+                offset: damage.offset,
+            });
+        } else {
+            return Err(Error::corruption(path, damage.offset, damage.reason));
+        }
+        break;
     }
     report.segments = segments.len();
     report.records = segments.iter().map(|segment| segment.records).sum();
@@ -219,6 +210,47 @@ pub(crate) fn recover(
     }
     if let Some(last) = segments.last() {
         report.next_lsn = last.header.first_lsn + last.records;
+    }
+    report.checkpoint = check_checkpoint(fs, &checkpoints, &segments, &report)?;
+    let last_lsn = report.next_lsn - 1;
+    if last_lsn < expectations.last_lsn_min && !salvage {
+        let (file, offset) = match &report.torn_tail {
+            Some(torn) => (torn.file.clone(), torn.offset),
+            None => (dir.to_path_buf(), 0),
+        };
+        return Err(Error::corruption(
+            file,
+            offset,
+            format!(
+                "the log would end at LSN {last_lsn}, but records up to LSN {} were acknowledged \
+                 and seen by the caller's index; refusing to open (nothing was cut)",
+                expectations.last_lsn_min
+            ),
+        ));
+    }
+    if let Action::Repair(_) = action {
+        for leftover in &leftovers {
+            fs.remove(leftover)
+                .map_err(|error| Error::io("removing", leftover, error))?;
+        }
+        match repair {
+            None => {}
+            Some(Repair::CutTornTail(torn)) => cut_torn_tail(fs, dir, &torn)?,
+            Some(Repair::RemoveEmptySegment(path)) => {
+                fs.remove(&path)
+                    .map_err(|error| Error::io("removing", &path, error))?;
+                fs.sync_dir(dir)
+                    .map_err(|error| Error::io("syncing", dir, error))?;
+            }
+            Some(Repair::Salvage { index, offset }) => {
+                salvage_files(fs, dir, &files[index..], offset, &mut report)?;
+                if offset > 0 {
+                    let path = &files[index].1;
+                    fs.truncate_and_sync(path, offset)
+                        .map_err(|error| Error::io("truncating", path, error))?;
+                }
+            }
+        }
     }
     report.elapsed = started.elapsed();
     Ok(Recovered { report, segments })
@@ -274,54 +306,195 @@ fn check_sequence(
     Ok(())
 }
 
-/// Decides whether the invalid bytes from `offset` on are a torn tail or corruption.
-fn classify_damage(
+/// Verifies one segment batch by batch; returns what verified and the first damage.
+fn scan_segment(
     path: &Path,
     bytes: &[u8],
-    offset: usize,
+    header: SegmentHeader,
+    record_bytes_max: usize,
     is_last: bool,
-    header: &SegmentHeader,
-    reason: String,
-) -> Damage {
-    let rest = &bytes[offset..];
-    let zero_filled = rest.iter().all(|&byte| byte == 0);
-    // Only the last batch of the last segment can be unsynced when the process dies, and
-    // a batch is never larger than the window the writer recorded in the header.
-    if is_last && (zero_filled || rest.len() as u64 <= u64::from(header.torn_window_bytes)) {
-        return Damage::Torn(TornTail {
-            file: path.to_path_buf(),
-            offset: offset as u64,
-            bytes: rest.len() as u64,
-            zero_filled,
-            reason,
-        });
+) -> (SegmentInfo, Option<Damage>) {
+    let seed = header.frame_hasher();
+    let mut offset = SEGMENT_HEADER_BYTES;
+    let mut lsn = header.first_lsn;
+    let mut damage = None;
+    while offset < bytes.len() {
+        match decode_batch(bytes, offset, &seed, lsn, record_bytes_max) {
+            Ok(batch) => {
+                offset = batch.end;
+                lsn += u64::from(batch.header.records);
+            }
+            Err(error) => {
+                damage = Some(classify(bytes, offset, &seed, is_last, error));
+                break;
+            }
+        }
     }
-    let why = if is_last {
-        format!(
-            "{reason}, with {} bytes after it: more than one batch ({} bytes) can tear",
-            rest.len(),
-            header.torn_window_bytes
-        )
-    } else {
-        format!("{reason} in a segment that is not the last")
+    let info = SegmentInfo {
+        path: path.to_path_buf(),
+        header,
+        valid_bytes: offset as u64,
+        records: lsn - header.first_lsn,
     };
-    Damage::Corrupt(Error::corruption(path, offset as u64, why))
+    (info, damage)
+}
+
+/// Decides whether the batch that failed at `offset` can be a torn tail. A batch is written
+/// only after the one before it was synced, so only the last batch of the last segment can
+/// be torn; if a batch header that verifies follows the damage, the damage hit bytes that
+/// were synced (and acknowledged): corruption. A header that verifies but carries the
+/// wrong LSN is never what a torn write leaves either.
+fn classify(
+    bytes: &[u8],
+    offset: usize,
+    seed: &crc32fast::Hasher,
+    is_last: bool,
+    error: FrameError,
+) -> Damage {
+    let zero_filled = bytes[offset..].iter().all(|&byte| byte == 0);
+    let header_verifies = BatchHeader::decode(&bytes[offset..], seed).is_ok();
+    let later = find_batch_header(bytes, offset + 1, seed);
+    let reason = error.to_string();
+    let (torn, reason) = if !is_last {
+        (false, format!("{reason} in a segment that is not the last"))
+    } else if let Some(later) = later {
+        (
+            false,
+            format!("{reason}; a complete batch follows at offset {later}, so the damage is in synced bytes, not a torn tail"),
+        )
+    } else if header_verifies && matches!(error, FrameError::LsnGap { .. }) {
+        (false, reason)
+    } else {
+        (true, reason)
+    };
+    Damage {
+        offset: offset as u64,
+        reason,
+        torn,
+        zero_filled,
+    }
+}
+
+/// The newest checkpoint, verified, and checked against the segments: the log must hold
+/// every record after it (and, with no checkpoint, every record from LSN 1).
+fn check_checkpoint(
+    fs: &dyn FileSystem,
+    checkpoints: &[(u64, PathBuf)],
+    segments: &[SegmentInfo],
+    report: &RecoveryReport,
+) -> Result<Option<CheckpointInfo>> {
+    let Some((lsn, path)) = checkpoints.last() else {
+        if let Some(first) = segments.first() {
+            if first.header.first_lsn != 1 {
+                return Err(Error::corruption(
+                    &first.path,
+                    0,
+                    format!(
+                        "the log starts at LSN {} and there is no checkpoint: the segments before it are missing",
+                        first.header.first_lsn
+                    ),
+                ));
+            }
+        }
+        return Ok(None);
+    };
+    let reader = CheckpointReader::open(fs, path, *lsn)?;
+    let Some(first) = segments.first() else {
+        return Err(Error::corruption(
+            path,
+            0,
+            "a checkpoint exists but every log segment is missing",
+        ));
+    };
+    if reader.log_id() != first.header.log_id {
+        return Err(Error::corruption(
+            path,
+            16,
+            "the checkpoint belongs to another log (log id differs)",
+        ));
+    }
+    if first.header.first_lsn > lsn + 1 {
+        return Err(Error::corruption(
+            &first.path,
+            0,
+            format!(
+                "the log starts at LSN {}, but the checkpoint covers only up to LSN {lsn}: segments are missing",
+                first.header.first_lsn
+            ),
+        ));
+    }
+    if report.next_lsn <= *lsn {
+        return Err(Error::corruption(
+            path,
+            32,
+            format!(
+                "the checkpoint covers LSN {lsn}, but the log ends at LSN {}",
+                report.next_lsn - 1
+            ),
+        ));
+    }
+    Ok(Some(reader.info().clone()))
+}
+
+/// Moves the torn bytes aside (into `torn/` beside the segments), then cuts them.
+fn cut_torn_tail(fs: &dyn FileSystem, dir: &Path, torn: &TornTail) -> Result<()> {
+    let bytes = fs
+        .read(&torn.file)
+        .map_err(|error| Error::io("reading", &torn.file, error))?;
+    let aside_dir = dir.join(TORN_DIR);
+    fs.create_dir_all(&aside_dir)
+        .map_err(|error| Error::io("creating", &aside_dir, error))?;
+    let name = torn
+        .file
+        .file_name()
+        .and_then(|name| name.to_str())
+        .unwrap_or("segment");
+    let target = aside_dir.join(format!("{name}.at-{}.{}", torn.offset, unix_nanos()));
+    let from = (torn.offset as usize).min(bytes.len());
+    copy_aside(fs, &target, &bytes[from..])?;
+    fs.sync_dir(&aside_dir)
+        .map_err(|error| Error::io("syncing", &aside_dir, error))?;
+    fs.truncate_and_sync(&torn.file, torn.offset)
+        .map_err(|error| Error::io("cutting the torn tail of", &torn.file, error))?;
+    tracing::warn!(
+        file = %torn.file.display(),
+        offset = torn.offset,
+        bytes = torn.bytes,
+        zero_filled = torn.zero_filled,
+        reason = %torn.reason,
+        moved_to = %target.display(),
+        "cut a torn tail from the log (the last batch, never acknowledged); its bytes were moved aside"
+    );
+    Ok(())
+}
+
+fn unix_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos())
+        .unwrap_or(0)
+}
+
+fn copy_aside(fs: &dyn FileSystem, target: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file = fs
+        .create_new(target)
+        .map_err(|error| Error::io("creating", target, error))?;
+    file.write_all(bytes)
+        .map_err(|error| Error::io("writing", target, error))?;
+    file.sync_all()
+        .map_err(|error| Error::io("syncing", target, error))
 }
 
 /// Copies everything from `offset` of the first of `files` onwards into a salvage folder,
-/// and removes the later files.
-fn salvage(
+/// and removes the later files (the caller cuts the first one at `offset`).
+fn salvage_files(
     fs: &dyn FileSystem,
     dir: &Path,
     files: &[(u64, PathBuf)],
     offset: u64,
     report: &mut RecoveryReport,
 ) -> Result<()> {
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_nanos())
-        .unwrap_or(0);
-    let salvage_dir = dir.join(format!("salvage-{stamp}"));
+    let salvage_dir = dir.join(format!("salvage-{}", unix_nanos()));
     fs.create_dir_all(&salvage_dir)
         .map_err(|error| Error::io("creating", &salvage_dir, error))?;
     for (position, (_, path)) in files.iter().enumerate() {
@@ -338,13 +511,7 @@ fn salvage(
             .and_then(|name| name.to_str())
             .unwrap_or("segment");
         let target = salvage_dir.join(format!("{file_name}.from-{from}"));
-        let mut file = fs
-            .create_new(&target)
-            .map_err(|error| Error::io("creating", &target, error))?;
-        file.write_all(&bytes[from..])
-            .map_err(|error| Error::io("writing", &target, error))?;
-        file.sync_all()
-            .map_err(|error| Error::io("syncing", &target, error))?;
+        copy_aside(fs, &target, &bytes[from..])?;
         tracing::warn!(from = %path.display(), to = %target.display(), offset = from, "salvage: moved unverifiable bytes out of the log");
         report.salvaged.push(target);
         if position > 0 || from == 0 {

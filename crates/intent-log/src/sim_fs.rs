@@ -34,6 +34,7 @@ pub enum SimOp {
     SyncDir,
     Create,
     Remove,
+    Rename,
 }
 
 /// The error an injected fault returns.
@@ -61,6 +62,9 @@ struct SimFile {
     durable_len: usize,
     entry_live: bool,
     entry_durable: bool,
+    /// Set by a rename whose directory change is not durable yet: a crash either keeps
+    /// the whole rename or undoes it (rename is atomic), never keeps both names or none.
+    renamed_from: Option<PathBuf>,
 }
 
 struct SimState {
@@ -224,6 +228,26 @@ impl SimFileSystem {
         state.crash_after_ops = None;
         state.locks.clear();
         let rng = &mut state.rng;
+        let pending_renames: Vec<(PathBuf, PathBuf)> = state
+            .files
+            .iter()
+            .filter(|(_, file)| file.entry_live != file.entry_durable)
+            .filter_map(|(path, file)| file.renamed_from.clone().map(|from| (path.clone(), from)))
+            .collect();
+        for (to, from) in pending_renames {
+            if rng.gen_bool(0.5) {
+                if let Some(target) = state.files.get_mut(&to) {
+                    target.entry_durable = true;
+                    target.renamed_from = None;
+                }
+                state.files.remove(&from);
+            } else {
+                state.files.remove(&to);
+                if let Some(source) = state.files.get_mut(&from) {
+                    source.entry_live = source.entry_durable;
+                }
+            }
+        }
         let mut torn = 0;
         state.files.retain(|_, file| {
             if file.entry_live != file.entry_durable {
@@ -450,6 +474,7 @@ impl FileSystem for SimFileSystem {
                 durable_len: 0,
                 entry_live: true,
                 entry_durable: false,
+                renamed_from: None,
             },
         );
         let generation = state.generation;
@@ -503,6 +528,32 @@ impl FileSystem for SimFileSystem {
         }
     }
 
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut state = self.state();
+        state.begin(SimOp::Rename)?;
+        if state.files.contains_key(to) {
+            return Err(io::Error::other(
+                "sim: renaming over an existing name is not modelled",
+            ));
+        }
+        let Some(source) = state.files.get_mut(from).filter(|file| file.entry_live) else {
+            return Err(io::Error::new(io::ErrorKind::NotFound, "no such file"));
+        };
+        source.entry_live = false;
+        let target = SimFile {
+            data: source.data.clone(),
+            durable_len: source.durable_len,
+            entry_live: true,
+            entry_durable: false,
+            renamed_from: Some(from.to_path_buf()),
+        };
+        if !source.entry_durable {
+            state.files.remove(from);
+        }
+        state.files.insert(to.to_path_buf(), target);
+        Ok(())
+    }
+
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let mut state = self.state();
         state.begin(SimOp::SyncDir)?;
@@ -511,6 +562,7 @@ impl FileSystem for SimFileSystem {
                 return true;
             }
             file.entry_durable = file.entry_live;
+            file.renamed_from = None;
             file.entry_live
         });
         Ok(())

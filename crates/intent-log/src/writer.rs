@@ -12,7 +12,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
 use crate::format::{
-    encode_frame, frame_bytes, segment_file_name, SegmentHeader, SEGMENT_HEADER_BYTES,
+    encode_frame, frame_bytes, segment_file_name, BatchHeader, SegmentHeader, BATCH_HEADER_BYTES,
+    SEGMENT_HEADER_BYTES,
 };
 use crate::fs::{FileSystem, WritableFile};
 use crate::log::Shared;
@@ -34,20 +35,28 @@ pub(crate) struct AppendRequest {
     pub reply: oneshot::Sender<Result<u64>>,
 }
 
+/// What the writer thread is asked to do.
+pub(crate) enum Request {
+    Append(AppendRequest),
+    /// Start a new segment before the next record (compaction's checkpoint then covers
+    /// every older segment whole). Answered with the LSN the next record gets.
+    Rotate(oneshot::Sender<Result<u64>>),
+}
+
 pub(crate) struct Writer {
     pub shared: Arc<Shared>,
     pub file: Box<dyn WritableFile>,
     pub header: SegmentHeader,
     pub segment_bytes: u64,
     pub next_lsn: u64,
-    pub receiver: mpsc::Receiver<AppendRequest>,
+    pub receiver: mpsc::Receiver<Request>,
 }
 
 impl Writer {
     pub(crate) fn run(mut self) {
         let mut buffer: Vec<u8> = Vec::with_capacity(64 * 1024);
         let mut batch: Vec<AppendRequest> = Vec::new();
-        let mut carried: Option<AppendRequest> = None;
+        let mut carried: Option<Request> = None;
         let batch_bytes_max = self.shared.options.batch_bytes_max;
         // How many append calls the last batch answered: they are likely to come back.
         let mut expected = 1usize;
@@ -57,8 +66,34 @@ impl Writer {
                 Some(request) => request,
                 None => match self.next_request(IDLE_SPIN) {
                     Some(request) => request,
-                    None => return, // every sender is gone: the log was closed.
+                    None => {
+                        // Every sender is gone: the log was closed.
+                        self.seal();
+                        return;
+                    }
                 },
+            };
+            let first = match first {
+                Request::Append(first) => first,
+                Request::Rotate(reply) => {
+                    let rotated = if self.next_lsn > self.header.first_lsn {
+                        self.rotate()
+                    } else {
+                        Ok(())
+                    };
+                    match rotated {
+                        Ok(()) => {
+                            let _ = reply.send(Ok(self.next_lsn));
+                        }
+                        Err(error) => {
+                            let cause = error.to_string();
+                            let _ = reply.send(Err(error));
+                            self.poison(Error::Poisoned { cause }, &mut batch, None);
+                            return;
+                        }
+                    }
+                    continue;
+                }
             };
             let mut batch_bytes = first.bytes;
             batch.push(first);
@@ -71,13 +106,17 @@ impl Writer {
             let started = Instant::now();
             while batch_bytes < batch_bytes_max {
                 match self.receiver.try_recv() {
-                    Ok(request) => {
+                    Ok(Request::Append(request)) => {
                         if batch_bytes + request.bytes > batch_bytes_max {
-                            carried = Some(request);
+                            carried = Some(Request::Append(request));
                             break;
                         }
                         batch_bytes += request.bytes;
                         batch.push(request);
+                    }
+                    Ok(rotate @ Request::Rotate(_)) => {
+                        carried = Some(rotate);
+                        break;
                     }
                     Err(_) if batch.len() < expected && started.elapsed() < regather => {
                         std::thread::yield_now()
@@ -105,7 +144,7 @@ impl Writer {
 
     /// The next request: spin briefly (an appender answered a moment ago is likely to send
     /// again within microseconds, and catching it here saves a thread wake-up), then block.
-    fn next_request(&mut self, spin: Duration) -> Option<AppendRequest> {
+    fn next_request(&mut self, spin: Duration) -> Option<Request> {
         let started = Instant::now();
         while started.elapsed() < spin {
             match self.receiver.try_recv() {
@@ -124,12 +163,14 @@ impl Writer {
         batch: &[AppendRequest],
         batch_bytes: usize,
     ) -> Result<()> {
-        if self.segment_bytes + batch_bytes as u64 > self.shared.options.segment_bytes
+        let framed_bytes = (BATCH_HEADER_BYTES + batch_bytes) as u64;
+        if self.segment_bytes + framed_bytes > self.shared.options.segment_bytes
             && self.segment_bytes > SEGMENT_HEADER_BYTES as u64
         {
             self.rotate()?;
         }
         buffer.clear();
+        buffer.extend_from_slice(&[0u8; BATCH_HEADER_BYTES]);
         let seed = self.header.frame_hasher();
         let mut lsn = self.next_lsn;
         let mut records = 0u64;
@@ -140,6 +181,14 @@ impl Writer {
                 records += 1;
             }
         }
+        // The batch header says exactly what follows, so recovery knows where the last
+        // complete batch ends (only the last batch of the log can be torn).
+        let header = BatchHeader {
+            payload_bytes: (buffer.len() - BATCH_HEADER_BYTES) as u32,
+            first_lsn: self.next_lsn,
+            records: records as u32,
+        };
+        buffer[..BATCH_HEADER_BYTES].copy_from_slice(&header.encode(&seed));
         let path = self
             .shared
             .dir
@@ -165,12 +214,45 @@ impl Writer {
         Ok(())
     }
 
+    /// At a clean close: an empty batch after the last one, synced, so a later flip in
+    /// what was the last batch reads as corruption rather than as a torn tail. Best effort:
+    /// the records are durable without it.
+    fn seal(&mut self) {
+        let path = self
+            .shared
+            .dir
+            .join(segment_file_name(self.header.first_lsn));
+        let seal = BatchHeader {
+            payload_bytes: 0,
+            first_lsn: self.next_lsn,
+            records: 0,
+        }
+        .encode(&self.header.frame_hasher());
+        let written = self
+            .file
+            .write_all(&seal)
+            .map_err(|error| Error::io("writing the closing seal of", &path, error))
+            .and_then(|()| sync(self.file.as_mut(), self.shared.options.sync_mode, &path));
+        match written {
+            Ok(()) => {
+                self.segment_bytes += seal.len() as u64;
+                if let Ok(mut segments) = self.shared.segments.lock() {
+                    if let Some(last) = segments.last_mut() {
+                        last.valid_bytes = self.segment_bytes;
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "could not seal the log at close; the records are durable, the last batch stays unsealed")
+            }
+        }
+    }
+
     fn rotate(&mut self) -> Result<()> {
         let header = SegmentHeader {
             log_id: self.header.log_id,
             segment_id: self.header.segment_id + 1,
             first_lsn: self.next_lsn,
-            torn_window_bytes: self.shared.options.batch_bytes_max as u32,
         };
         let (file, path) = create_segment(self.shared.fs.as_ref(), &self.shared.dir, &header)?;
         self.file = file;
@@ -189,18 +271,23 @@ impl Writer {
 
     /// G7: after a failed write or sync nothing more is acknowledged. Every waiter gets the
     /// error; the queue is closed and drained so later appends fail at once.
-    fn poison(
-        &mut self,
-        error: Error,
-        batch: &mut Vec<AppendRequest>,
-        carried: Option<AppendRequest>,
-    ) {
+    fn poison(&mut self, error: Error, batch: &mut Vec<AppendRequest>, carried: Option<Request>) {
         let cause = error.to_string();
         tracing::error!(%cause, "the intent log is poisoned: a write or sync failed; no further append will be acknowledged");
         if let Ok(mut poisoned) = self.shared.poisoned.lock() {
             *poisoned = Some(cause.clone());
         }
         let mut error = Some(error);
+        let carried = match carried {
+            Some(Request::Append(request)) => Some(request),
+            Some(Request::Rotate(reply)) => {
+                let _ = reply.send(Err(Error::Poisoned {
+                    cause: cause.clone(),
+                }));
+                None
+            }
+            None => None,
+        };
         for request in batch.drain(..).chain(carried) {
             let reply = match error.take() {
                 Some(first) => first,
@@ -212,9 +299,13 @@ impl Writer {
         }
         self.receiver.close();
         while let Ok(request) = self.receiver.try_recv() {
-            let _ = request.reply.send(Err(Error::Poisoned {
+            let poisoned = Err(Error::Poisoned {
                 cause: cause.clone(),
-            }));
+            });
+            let _ = match request {
+                Request::Append(request) => request.reply.send(poisoned),
+                Request::Rotate(reply) => reply.send(poisoned),
+            };
         }
     }
 }

@@ -1,11 +1,15 @@
 //! The `intentctl serve` configuration file (TOML): connectors, log sync mode, key
-//! retention and key lifetimes. Every value that could lose an intent or pay twice is
-//! checked before the engine opens; a refused file names the key and the reason.
+//! retention and key lifetimes, log segment size, compaction threshold and recovery mode.
+//! Every value that could lose an intent or pay twice is checked before the engine
+//! opens; a refused file names the key and the reason.
 //!
 //! ```toml
 //! sync = "data"                 # data | all | none (benchmarks only, needs the next key)
 //! # unsafe_no_sync_benchmark_only = true
 //! key_retention_hours = 24      # >= every connector's key_lifetime_hours
+//! segment_bytes = 67_108_864    # log segment size; at least 1 MiB + 116 bytes
+//! compact_log_bytes = 268_435_456   # compact once the log is larger than this
+//! recovery = "tolerate_torn_tail"   # tolerate_torn_tail | absolute | salvage (operator-only)
 //! status_check_delay_base_ms = 1000
 //!
 //! [[connectors]]
@@ -41,6 +45,15 @@ const CONCURRENCY_DEFAULT: usize = 32;
 const KEY_RETENTION_HOURS_DEFAULT: u64 = 24;
 const RETRY_PRESET_DEFAULT: &str = "aggressive";
 const MS_PER_HOUR: u64 = 3_600_000;
+const RECOVERY_DEFAULT: &str = "tolerate_torn_tail";
+/// The smallest `segment_bytes`: a segment must hold its header and one batch, and a batch
+/// one largest record. The record limit stays at the log's default (1 MiB) because one
+/// record can carry a provider's whole response; a smaller segment would make such an
+/// intent unrecordable, so serve refuses it.
+pub const SEGMENT_BYTES_MIN: u64 = (intent_log::RECORD_BYTES_MAX_DEFAULT
+    + intent_log::format::FRAME_HEADER_BYTES
+    + intent_log::format::BATCH_HEADER_BYTES
+    + intent_log::format::SEGMENT_HEADER_BYTES) as u64;
 
 /// The whole file.
 #[derive(Clone, Debug, Deserialize)]
@@ -57,6 +70,15 @@ pub struct ServeConfig {
     /// First delay between status checks of an ambiguous intent (doubles after each).
     #[serde(default)]
     pub status_check_delay_base_ms: Option<u64>,
+    /// Size of one log segment; the log rotates to a new file before passing it.
+    #[serde(default = "segment_bytes_default")]
+    pub segment_bytes: u64,
+    /// The engine compacts the log once it is larger than this.
+    #[serde(default = "compact_log_bytes_default")]
+    pub compact_log_bytes: u64,
+    /// What opening the log does with bytes that do not verify.
+    #[serde(default = "recovery_default")]
+    pub recovery: String,
     #[serde(default)]
     pub connectors: Vec<ConnectorConfig>,
 }
@@ -112,6 +134,15 @@ fn sync_default() -> String {
 fn key_retention_hours_default() -> u64 {
     KEY_RETENTION_HOURS_DEFAULT
 }
+fn segment_bytes_default() -> u64 {
+    intent_log::SEGMENT_BYTES_DEFAULT
+}
+fn compact_log_bytes_default() -> u64 {
+    EngineConfig::new("").compact_log_bytes
+}
+fn recovery_default() -> String {
+    RECOVERY_DEFAULT.to_string()
+}
 fn connect_timeout_ms_default() -> u64 {
     CONNECT_TIMEOUT_MS_DEFAULT
 }
@@ -141,6 +172,10 @@ impl ServeConfig {
     pub fn parse(text: &str) -> anyhow::Result<ServeConfig> {
         let config: ServeConfig = toml::from_str(text)?;
         config.validate()?;
+        config.log_options()?;
+        if config.compact_log_bytes == 0 {
+            bail!("compact_log_bytes must be greater than 0");
+        }
         Ok(config)
     }
 
@@ -168,6 +203,9 @@ impl ServeConfig {
             unsafe_no_sync_benchmark_only: false,
             key_retention_hours: KEY_RETENTION_HOURS_DEFAULT,
             status_check_delay_base_ms: None,
+            segment_bytes: segment_bytes_default(),
+            compact_log_bytes: compact_log_bytes_default(),
+            recovery: recovery_default(),
             connectors: vec![
                 connector(
                     "purple_flea",
@@ -225,14 +263,65 @@ impl ServeConfig {
         })
     }
 
+    fn recovery_mode(&self) -> anyhow::Result<intent_log::RecoveryMode> {
+        Ok(match self.recovery.as_str() {
+            "tolerate_torn_tail" => intent_log::RecoveryMode::TolerateTornTail,
+            "absolute" => intent_log::RecoveryMode::Absolute,
+            "salvage" => intent_log::RecoveryMode::Salvage,
+            other => {
+                bail!("recovery must be tolerate_torn_tail, absolute or salvage, not {other:?}")
+            }
+        })
+    }
+
+    /// The log's options. `intent_log::Options::validate` is private to the log, so its
+    /// size rules are mirrored here to refuse a bad file before anything is opened: the
+    /// batch limit shrinks with the segment (a segment holds its header and one batch), and
+    /// the record limit stays at the log's default.
+    fn log_options(&self) -> anyhow::Result<intent_log::Options> {
+        if self.segment_bytes < SEGMENT_BYTES_MIN {
+            bail!(
+                "segment_bytes must be at least {SEGMENT_BYTES_MIN} (one largest record of {} bytes \
+                 plus its frame and segment headers), not {}",
+                intent_log::RECORD_BYTES_MAX_DEFAULT,
+                self.segment_bytes
+            );
+        }
+        let batch_room = self.segment_bytes
+            - (intent_log::format::SEGMENT_HEADER_BYTES + intent_log::format::BATCH_HEADER_BYTES)
+                as u64;
+        let mut options = intent_log::Options {
+            sync_mode: self.sync_mode()?,
+            recovery_mode: self.recovery_mode()?,
+            segment_bytes: self.segment_bytes,
+            ..intent_log::Options::default()
+        };
+        options.batch_bytes_max = options
+            .batch_bytes_max
+            .min(usize::try_from(batch_room).unwrap_or(usize::MAX));
+        Ok(options)
+    }
+
     /// The engine configuration for `data_dir`. Called at every open (and reopen), so
     /// the unsafe sync mode is announced every time.
     pub fn engine_config(&self, data_dir: &Path) -> anyhow::Result<EngineConfig> {
         let mut config = EngineConfig::new(data_dir);
-        config.log.sync_mode = self.sync_mode()?;
+        config.log = self.log_options()?;
         if config.log.sync_mode == intent_log::SyncMode::NoSyncBenchmarkOnly {
             tracing::warn!("UNSAFE: sync = \"none\" (unsafe_no_sync_benchmark_only = true): the log is never synced; acknowledged intents can be lost on power failure or a kernel crash. For benchmarks only");
         }
+        if config.log.recovery_mode == intent_log::RecoveryMode::Salvage {
+            tracing::warn!(
+                "recovery = \"salvage\": opening the log keeps only its valid prefix and MOVES \
+                 every record from the first bad byte on into salvage-<time>/ beside the log; \
+                 those records are no longer part of the log. Use it once, by hand, on a damaged \
+                 log, then set recovery back to tolerate_torn_tail"
+            );
+        }
+        if self.compact_log_bytes == 0 {
+            bail!("compact_log_bytes must be greater than 0");
+        }
+        config.compact_log_bytes = self.compact_log_bytes;
         config.key_retention_ms = self.key_retention_hours.saturating_mul(MS_PER_HOUR);
         if let Some(delay) = self.status_check_delay_base_ms {
             config.status_checks.delay_base_ms = delay;
@@ -497,6 +586,101 @@ window_ms = 3600000
         let config = ServeConfig::defaults("http://127.0.0.1:1", "http://127.0.0.1:2");
         config.validate().unwrap();
         config.connector_settings().unwrap();
+    }
+
+    /// The least a valid file holds besides the keys under test.
+    const ONE_CONNECTOR: &str =
+        "[[connectors]]\nkind = \"purple_flea\"\nbase_url = \"http://127.0.0.1:1\"\n";
+
+    #[test]
+    fn segment_bytes_table() {
+        // (segment_bytes, accepted, batch_bytes_max it maps to)
+        let min = SEGMENT_BYTES_MIN;
+        let header =
+            intent_log::format::SEGMENT_HEADER_BYTES + intent_log::format::BATCH_HEADER_BYTES;
+        let cases: &[(u64, bool, usize)] = &[
+            (0, false, 0),
+            (65_536, false, 0),
+            (min - 1, false, 0),
+            (min, true, (min as usize) - header),
+            (2 << 20, true, (2 << 20) - header),
+            (
+                intent_log::SEGMENT_BYTES_DEFAULT,
+                true,
+                intent_log::BATCH_BYTES_MAX_DEFAULT,
+            ),
+            (1 << 40, true, intent_log::BATCH_BYTES_MAX_DEFAULT),
+        ];
+        for &(segment_bytes, accepted, batch_bytes_max) in cases {
+            let text = format!("segment_bytes = {segment_bytes}\n{ONE_CONNECTOR}");
+            let parsed = ServeConfig::parse(&text);
+            assert_eq!(parsed.is_ok(), accepted, "{text}: {parsed:?}");
+            let Ok(config) = parsed else {
+                let error = format!("{:#}", parsed.unwrap_err());
+                assert!(error.contains("segment_bytes must be at least"), "{error}");
+                continue;
+            };
+            let engine = config.engine_config(Path::new("/nonexistent")).unwrap();
+            assert_eq!(engine.log.segment_bytes, segment_bytes, "{text}");
+            assert_eq!(engine.log.batch_bytes_max, batch_bytes_max, "{text}");
+            assert_eq!(
+                engine.log.record_bytes_max,
+                intent_log::RECORD_BYTES_MAX_DEFAULT
+            );
+            // What serve accepts, the log accepts: the mirrored rule is the log's.
+            let directory = tempfile::tempdir().unwrap();
+            let opened = intent_log::Log::open(directory.path(), engine.log.clone());
+            assert!(opened.is_ok(), "{text}: {:?}", opened.err());
+        }
+    }
+
+    #[test]
+    fn compact_log_bytes_table() {
+        // (file, accepted, threshold)
+        let default = EngineConfig::new("").compact_log_bytes;
+        let cases: &[(&str, bool, u64)] = &[
+            ("", true, default),
+            ("compact_log_bytes = 1", true, 1),
+            ("compact_log_bytes = 131_072", true, 131_072),
+            ("compact_log_bytes = 0", false, 0),
+            ("compact_log_bytes = -1", false, 0),
+            ("compact_log_bytes = \"1GiB\"", false, 0),
+        ];
+        for &(text, accepted, threshold) in cases {
+            let parsed = ServeConfig::parse(&format!("{text}\n{ONE_CONNECTOR}"));
+            assert_eq!(parsed.is_ok(), accepted, "{text}: {parsed:?}");
+            if let Ok(config) = parsed {
+                let engine = config.engine_config(Path::new("/nonexistent")).unwrap();
+                assert_eq!(engine.compact_log_bytes, threshold, "{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn recovery_table() {
+        use intent_log::RecoveryMode;
+        // (file, mode it maps to; None = refused)
+        let cases: &[(&str, Option<RecoveryMode>)] = &[
+            ("", Some(RecoveryMode::TolerateTornTail)),
+            (
+                "recovery = \"tolerate_torn_tail\"",
+                Some(RecoveryMode::TolerateTornTail),
+            ),
+            ("recovery = \"absolute\"", Some(RecoveryMode::Absolute)),
+            ("recovery = \"salvage\"", Some(RecoveryMode::Salvage)),
+            ("recovery = \"Salvage\"", None),
+            ("recovery = \"tolerate-torn-tail\"", None),
+            ("recovery = \"\"", None),
+            ("recovery = 1", None),
+        ];
+        for &(text, mode) in cases {
+            let parsed = ServeConfig::parse(&format!("{text}\n{ONE_CONNECTOR}"));
+            assert_eq!(parsed.is_ok(), mode.is_some(), "{text}: {parsed:?}");
+            if let (Ok(config), Some(mode)) = (parsed, mode) {
+                let engine = config.engine_config(Path::new("/nonexistent")).unwrap();
+                assert_eq!(engine.log.recovery_mode, mode, "{text}");
+            }
+        }
     }
 
     #[test]

@@ -172,9 +172,22 @@ fn schemas() -> Value {
             "type": "object",
             "required": ["status"],
             "properties": {
-                "status": {"type": "string", "enum": ["ok", "degraded"]},
+                "status": {"type": "string", "enum": ["ok", "warning", "degraded"]},
                 "log": {"type": "string", "enum": ["ok", "poisoned"]},
-                "message": {"type": "string"}
+                "message": {"type": "string"},
+                "compaction": {
+                    "type": "object",
+                    "properties": {
+                        "state": {"type": "string", "enum": ["ok", "failing"]},
+                        "compactions_total": {"type": "integer"},
+                        "failures_total": {"type": "integer"},
+                        "consecutive_failures": {"type": "integer"},
+                        "last_error": {"type": "string", "nullable": true},
+                        "retry_at_ms": {"type": "integer", "nullable": true},
+                        "last_success_at_ms": {"type": "integer", "nullable": true},
+                        "checkpoint_lsn": {"type": "integer", "nullable": true}
+                    }
+                }
             }
         }
     })

@@ -360,20 +360,32 @@ impl OfflineView {
                 anyhow!("locking {}: {error}", wal_dir.display())
             }
         })?;
-        let report = intent_log::verify(&wal_dir, RECORD_BYTES_MAX_LIMIT).with_context(|| {
-            format!(
-                "verifying {} (see `intentctl wal verify`)",
-                wal_dir.display()
-            )
-        })?;
-        let reader = intent_log::read_dir(
-            Arc::new(StdFileSystem),
-            &wal_dir,
-            report.first_lsn,
-            RECORD_BYTES_MAX_LIMIT,
-        )?;
+        let (report, replay) =
+            intent_log::replay_dir(Arc::new(StdFileSystem), &wal_dir, RECORD_BYTES_MAX_LIMIT)
+                .with_context(|| {
+                    format!(
+                        "verifying {} (see `intentctl wal verify`)",
+                        wal_dir.display()
+                    )
+                })?;
         let mut folded = Folded::default();
-        for entry in reader {
+        // The newest checkpoint first (what compaction kept), then the records after it.
+        for entry in replay.checkpoint.into_iter().flatten() {
+            let (kind, body) = entry?;
+            if kind != RECORD_KIND {
+                bail!("checkpoint entry of unknown kind {kind}");
+            }
+            let record = Record::decode(&body).context("decoding a checkpoint entry")?;
+            let lsn = match &record {
+                Record::Snapshot(intent) => intent.last_lsn,
+                _ => report
+                    .checkpoint
+                    .as_ref()
+                    .map_or(0, |checkpoint| checkpoint.lsn),
+            };
+            apply(&mut folded, lsn, record).map_err(|error| anyhow!(error.0))?;
+        }
+        for entry in replay.records {
             let entry = entry?;
             if entry.kind != RECORD_KIND {
                 bail!("LSN {}: unknown record kind {}", entry.lsn, entry.kind);

@@ -474,17 +474,36 @@ async fn dlq_resolve(
     ok(StatusCode::OK, &intent)
 }
 
-/// 200 `{"status":"ok"}`, or 503 `{"status":"degraded"}` while the log is poisoned (reads
-/// still answer; changes are refused until the engine is reopened).
+/// 200 `{"status":"ok"}`; 200 `{"status":"warning"}` while compaction keeps failing (money
+/// still moves, but the log grows until it succeeds); 503 `{"status":"degraded"}` while the
+/// log is poisoned (reads still answer; changes are refused until the engine is reopened).
+/// Every answer carries the compaction status.
 async fn healthz(State(app): State<App>) -> Response {
-    if app.engine().is_log_poisoned() {
+    let engine = app.engine();
+    let compaction = engine.compaction_status();
+    let compaction_json = json!({
+        "state": if compaction.consecutive_failures > 0 { "failing" } else { "ok" },
+        "compactions_total": compaction.compactions_total,
+        "failures_total": compaction.failures_total,
+        "consecutive_failures": compaction.consecutive_failures,
+        "last_error": compaction.last_error,
+        "retry_at_ms": compaction.retry_at_ms,
+        "last_success_at_ms": compaction.last_success_at_ms,
+        "checkpoint_lsn": compaction.checkpoint_lsn,
+    });
+    if engine.is_log_poisoned() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "degraded", "log": "poisoned", "message": LOG_REFUSED_MESSAGE})),
+            Json(json!({"status": "degraded", "log": "poisoned", "message": LOG_REFUSED_MESSAGE, "compaction": compaction_json})),
         )
             .into_response();
     }
-    Json(json!({"status": "ok", "log": "ok"})).into_response()
+    let status = if compaction.consecutive_failures > 0 {
+        "warning"
+    } else {
+        "ok"
+    };
+    Json(json!({"status": status, "log": "ok", "compaction": compaction_json})).into_response()
 }
 
 /// Opens the engine on `data` with `config`.
@@ -602,6 +621,37 @@ fn metrics_text(engine: &Engine) -> String {
     let _ = writeln!(text, "intents_log_bytes {}", stats.log_bytes);
     let _ = writeln!(text, "# TYPE intents_log_segments gauge");
     let _ = writeln!(text, "intents_log_segments {}", stats.segments);
+    let compaction = engine.compaction_status();
+    for (name, kind, help, value) in [
+        (
+            "intents_compactions_total",
+            "counter",
+            "Compactions that completed (checkpoint written, covered segments deleted).",
+            compaction.compactions_total,
+        ),
+        (
+            "intents_compaction_failures_total",
+            "counter",
+            "Compactions that failed (nothing changed; retried with backoff).",
+            compaction.failures_total,
+        ),
+        (
+            "intents_compaction_consecutive_failures",
+            "gauge",
+            "Compaction failures since the last success (0 when healthy).",
+            u64::from(compaction.consecutive_failures),
+        ),
+        (
+            "intents_checkpoint_lsn",
+            "gauge",
+            "The LSN the newest checkpoint covers (0 with none).",
+            compaction.checkpoint_lsn.unwrap_or(0),
+        ),
+    ] {
+        let _ = writeln!(text, "# HELP {name} {help}");
+        let _ = writeln!(text, "# TYPE {name} {kind}");
+        let _ = writeln!(text, "{name} {value}");
+    }
     histogram(
         &mut text,
         "intents_log_sync_micros",

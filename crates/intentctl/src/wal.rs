@@ -109,6 +109,7 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
                     "log_bytes": report.log_bytes,
                     "torn_tail": torn.map(|t| json!({"file": t.file, "offset": t.offset, "bytes": t.bytes, "zero_filled": t.zero_filled, "reason": t.reason})),
                     "empty_segment_to_remove": report.removed_empty_segment,
+                    "checkpoint": report.checkpoint.as_ref().map(|c| json!({"file": c.path, "lsn": c.lsn, "entries": c.entries, "bytes": c.bytes})),
                     "elapsed_ms": report.elapsed.as_secs_f64() * 1e3,
                 });
                 println!("{value}");
@@ -122,9 +123,19 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
                     report.next_lsn.saturating_sub(1)
                 );
                 println!("bytes      {}", report.log_bytes);
+                match &report.checkpoint {
+                    Some(c) => println!(
+                        "checkpoint {} (covers LSN 1 to {}, {} entries, {} bytes)",
+                        c.path.display(),
+                        c.lsn,
+                        c.entries,
+                        c.bytes
+                    ),
+                    None => println!("checkpoint none"),
+                }
                 match torn {
                     Some(t) => println!(
-                        "torn tail  {} bytes at offset {} of {} ({}{}); left as is: opening the log cuts it",
+                        "torn tail  {} bytes at offset {} of {} ({}{}); left as is: opening the log moves them into torn/ and cuts them",
                         t.bytes,
                         t.offset,
                         t.file.display(),

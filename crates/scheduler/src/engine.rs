@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use connectors::{
-    canonical_json, Connector, DispatchRequest, IdempotencyKey, Outcome, StatusCheck,
+    canonical_json, Connector, DispatchRequest, ErrorDetail, IdempotencyKey, Outcome, StatusCheck,
 };
 use intent_log::{FileSystem, Log, StdFileSystem};
 use rand::rngs::SmallRng;
@@ -30,12 +30,13 @@ use crate::machine::{self, Context};
 use crate::policy::{millis, RetryPolicy, StatusCheckPolicy};
 use crate::record::{apply, Folded, Record, RECORD_KIND};
 
+mod compaction;
+pub use compaction::{CompactionReport, CompactionStatus};
+
 /// Largest canonical JSON of one intent's params.
 pub const PARAMS_BYTES_MAX: usize = 64 * 1024;
 /// Concurrent submits are serialised per key through this many locks.
 const SUBMIT_LOCKS: usize = 64;
-/// Records per append when compaction writes snapshots.
-const SNAPSHOT_RECORDS_PER_BATCH: usize = 512;
 
 /// One connector and how the engine drives it.
 #[derive(Clone)]
@@ -170,6 +171,10 @@ struct EngineState {
     in_flight: HashSet<IntentId>,
     waiters: HashMap<IntentId, Vec<oneshot::Sender<()>>>,
     windows: HashMap<String, Window>,
+    /// Workers started since open (tests count them to tell a wait from a spin).
+    worker_starts: u64,
+    /// Intents already reported as waiting for a connector that is not registered.
+    unregistered_reported: HashSet<IntentId>,
 }
 
 struct Inner {
@@ -191,6 +196,12 @@ struct Inner {
     worker_handles: Mutex<Vec<tokio::task::AbortHandle>>,
     /// Log size right after the last compaction.
     compacted_bytes: std::sync::atomic::AtomicU64,
+    /// How compaction fared (and when it may run again after a failure).
+    compaction: Mutex<CompactionStatus>,
+    /// True while a background compaction task runs.
+    compacting: AtomicBool,
+    /// One compaction at a time, whether the driver or a caller started it.
+    compaction_serial: tokio::sync::Mutex<()>,
     /// The index (None when `config.index` is off, or once shut down or killed, so its
     /// files are released).
     store: Mutex<Option<Arc<dyn StateStore>>>,
@@ -268,7 +279,10 @@ impl EngineState {
                 (spec.connector.clone(), spec.idempotency_key.clone()),
                 spec.id,
             );
-            if let Some(micros) = spec.amount_micros {
+            // Live, `submit` reserved the amount when it checked the window (under the
+            // same lock); on replay the log is the only source, once per intent (a
+            // snapshot counts only for an intent replay has not seen yet).
+            if let (Some(micros), false) = (spec.amount_micros, live) {
                 self.windows
                     .entry(spec.connector.clone())
                     .or_default()
@@ -342,7 +356,18 @@ impl Engine {
         }
         let fs: Arc<dyn FileSystem> = config.fs.clone().unwrap_or_else(|| Arc::new(StdFileSystem));
         let wal_dir = config.data_dir.join("wal");
-        let log_options = config.log.clone();
+        // The index first: the log must not cut what the index saw acknowledged, and it
+        // refuses before changing anything if recovery would.
+        let hold = hold_paused_clock(config.hold_paused_clock_during_io);
+        let store = if config.index {
+            Some(open_store(&config).await?)
+        } else {
+            None
+        };
+        let mut log_options = config.log.clone();
+        if let Some((store, _)) = &store {
+            log_options.last_lsn_min = log_options.last_lsn_min.max(store.applied_lsn()?);
+        }
         let (log, log_report) =
             tokio::task::spawn_blocking(move || Log::open_with(fs, wal_dir, log_options))
                 .await
@@ -350,26 +375,22 @@ impl Engine {
         if let Some(torn) = &log_report.torn_tail {
             tracing::warn!(file = %torn.file.display(), offset = torn.offset, bytes = torn.bytes, "recovery cut a torn tail");
         }
-        // Replay: every record through the same fold as live operation.
-        let mut state = EngineState::default();
-        for entry in log.read_from(log.first_lsn())? {
-            let entry = entry?;
-            if entry.kind != RECORD_KIND {
-                return Err(Error::Replay(format!(
-                    "LSN {}: unknown record kind {}",
-                    entry.lsn, entry.kind
-                )));
+        // Replay on a blocking thread: it reads the checkpoint and every segment after it.
+        let (log, state) = tokio::task::spawn_blocking(move || {
+            let state = replay(&log)?;
+            Ok::<_, Error>((log, state))
+        })
+        .await
+        .map_err(|error| Error::Replay(format!("replay task: {error}")))??;
+        let (store, index_rebuilt, index_refolded) = match store {
+            Some((store, rebuilt)) => {
+                let refolded = refold_index(&store, &log, &state).await?;
+                (Some(store), rebuilt, refolded)
             }
-            let record = Record::decode(&entry.body)
-                .map_err(|error| Error::Replay(format!("LSN {}: {error}", entry.lsn)))?;
-            state.apply(entry.lsn, record, false)?;
-        }
-        let (store, index_rebuilt, index_refolded) = if config.index {
-            let (store, rebuilt, refolded) = open_index(&config, &log, &state).await?;
-            (Some(store), rebuilt, refolded)
-        } else {
-            (None, false, 0)
+            None => (None, false, 0),
         };
+        drop(hold);
+        let checkpoint_lsn = log.checkpoint().map(|checkpoint| checkpoint.lsn);
         let clock = config.clock.unwrap_or_else(Clock::system);
         let max_guard_window_ms = by_name
             .values()
@@ -393,6 +414,12 @@ impl Engine {
             workers_done: Notify::new(),
             max_guard_window_ms,
             compacted_bytes: std::sync::atomic::AtomicU64::new(0),
+            compaction: Mutex::new(CompactionStatus {
+                checkpoint_lsn,
+                ..CompactionStatus::default()
+            }),
+            compacting: AtomicBool::new(false),
+            compaction_serial: tokio::sync::Mutex::new(()),
             worker_handles: Mutex::new(Vec::new()),
             store: Mutex::new(store),
             config,
@@ -483,9 +510,11 @@ impl Engine {
         let key = key.as_str().to_string();
         let payload = payload_sha256(&request.connector, &request.operation, &params_json);
         let map_key = (request.connector.clone(), key.clone());
+        let amount = amount_micros(&request.params);
         let _serial = inner.submit_locks[shard(&map_key)].lock().await;
         let now = inner.clock.now_ms();
-        {
+        // The amount reserved in the spending window, if the connector has a guard.
+        let reserved = {
             let mut state = lock(&inner.state);
             if let Some(id) = state.keys.get(&map_key).copied() {
                 if let Some(existing) = state.folded.intents.get(&id) {
@@ -498,16 +527,20 @@ impl Engine {
                     return Err(Error::IdempotencyConflict { key, existing: id });
                 }
             }
-            let amount = amount_micros(&request.params);
-            if let (Some(guard), Some(micros)) = (&entry.settings.guard, amount) {
-                state
-                    .windows
-                    .entry(request.connector.clone())
-                    .or_default()
-                    .check(guard, now, micros)
-                    .map_err(Error::SpendingLimit)?;
+            match (&entry.settings.guard, amount) {
+                (Some(guard), Some(micros)) => {
+                    // Check and reserve under one lock: concurrent submits with other keys
+                    // see this amount at once, not only after its append is synced.
+                    let window = state.windows.entry(request.connector.clone()).or_default();
+                    window
+                        .check(guard, now, micros)
+                        .map_err(Error::SpendingLimit)?;
+                    window.record(now, micros);
+                    Some(micros)
+                }
+                _ => None,
             }
-        }
+        };
         let spec = IntentSpec {
             id: IntentId::random(),
             connector: request.connector,
@@ -515,11 +548,22 @@ impl Engine {
             params_json,
             idempotency_key: key,
             payload_sha256: payload,
-            amount_micros: amount_micros(&request.params),
+            amount_micros: amount,
             submitted_at_ms: now,
         };
         let id = spec.id;
-        inner.log_and_apply(Record::Submitted(spec)).await?;
+        let connector = spec.connector.clone();
+        if let Err(error) = inner.log_and_apply(Record::Submitted(spec)).await {
+            // Not recorded: give the reservation back. (A submit cancelled while its append
+            // is under way keeps it: the record may be durable, and over-counting is the
+            // safe side of a spending limit; it expires with the window.)
+            if let Some(micros) = reserved {
+                if let Some(window) = lock(&inner.state).windows.get_mut(&connector) {
+                    window.release(now, micros);
+                }
+            }
+            return Err(error);
+        }
         inner.wake.notify_one();
         let intent = self
             .get(id)
@@ -686,7 +730,8 @@ impl Engine {
     }
 
     /// Operator: a dead letter is checked again and, if the provider has no record of it,
-    /// re-sent with the same key and a fresh attempt budget.
+    /// re-sent with the same key, a fresh attempt budget and a fresh retry deadline (both
+    /// counted from now; never past the provider's key lifetime).
     pub async fn dlq_retry(&self, id: IntentId) -> Result<Intent> {
         self.act(id, "retry", |intent, now| {
             machine::operator_retry(intent, now).map(|next| Record::Operator {
@@ -757,10 +802,17 @@ impl Engine {
         self.inner.log.is_poisoned()
     }
 
-    /// Writes snapshots of what is still needed and deletes older log segments. Runs by
-    /// itself when the log passes `compact_log_bytes`; callable directly.
-    pub async fn compact(&self) -> Result<usize> {
+    /// Writes a checkpoint of what is still needed and deletes the log segments it covers
+    /// (`engine/compaction.rs`). Runs by itself when the log passes `compact_log_bytes`;
+    /// callable directly. A failure changes nothing and is visible in
+    /// [`Engine::compaction_status`].
+    pub async fn compact(&self) -> Result<CompactionReport> {
         self.inner.compact().await
+    }
+
+    /// How compaction has fared: counts, the last error, when it is retried.
+    pub fn compaction_status(&self) -> CompactionStatus {
+        lock(&self.inner.compaction).clone()
     }
 
     /// Stops starting new work, waits for attempts and checks in flight to finish (their
@@ -798,6 +850,21 @@ impl Engine {
         (alive, state.in_flight.len(), state.timers.len())
     }
 
+    /// Tests: the amounts the spending window of `connector` holds (reserved or applied).
+    #[cfg(test)]
+    pub(crate) fn window_micros(&self, connector: &str) -> u64 {
+        lock(&self.inner.state)
+            .windows
+            .get(connector)
+            .map_or(0, Window::total_micros)
+    }
+
+    /// Tests: workers started since open.
+    #[cfg(test)]
+    pub(crate) fn worker_starts(&self) -> u64 {
+        lock(&self.inner.state).worker_starts
+    }
+
     /// Simulates `kill -9` for tests: stops the driver at once without draining. Work in
     /// flight is abandoned where it is (its log appends fail once the log is gone).
     #[doc(hidden)]
@@ -815,25 +882,67 @@ impl Engine {
     }
 }
 
-/// Opens the index in `<data_dir>/index/` (rebuilding it if unreadable), refuses a log
-/// that lost records the index saw, and re-folds into it whatever it is behind on.
-async fn open_index(
-    config: &EngineConfig,
-    log: &Log,
-    state: &EngineState,
-) -> Result<(Arc<dyn StateStore>, bool, usize)> {
+/// Replay: the newest checkpoint, then every record after it, through the same fold as
+/// live operation. Blocking I/O.
+fn replay(log: &Log) -> Result<EngineState> {
+    let mut state = EngineState::default();
+    let replay = log.replay()?;
+    let checkpoint_lsn = replay.checkpoint.as_ref().map(|reader| reader.info().lsn);
+    for entry in replay.checkpoint.into_iter().flatten() {
+        let (kind, body) = entry?;
+        if kind != RECORD_KIND {
+            return Err(Error::Replay(format!(
+                "checkpoint at LSN {checkpoint_lsn:?}: unknown entry kind {kind}"
+            )));
+        }
+        let record = Record::decode(&body)
+            .map_err(|error| Error::Replay(format!("checkpoint entry: {error}")))?;
+        // A snapshot keeps the LSN of the last record it reflects.
+        let lsn = match &record {
+            Record::Snapshot(intent) => intent.last_lsn,
+            _ => checkpoint_lsn.unwrap_or(0),
+        };
+        state.apply(lsn, record, false)?;
+    }
+    for entry in replay.records {
+        let entry = entry?;
+        if entry.kind != RECORD_KIND {
+            return Err(Error::Replay(format!(
+                "LSN {}: unknown record kind {}",
+                entry.lsn, entry.kind
+            )));
+        }
+        let record = Record::decode(&entry.body)
+            .map_err(|error| Error::Replay(format!("LSN {}: {error}", entry.lsn)))?;
+        state.apply(entry.lsn, record, false)?;
+    }
+    Ok(state)
+}
+
+/// Opens the index in `<data_dir>/index/` (rebuilding it if unreadable).
+async fn open_store(config: &EngineConfig) -> Result<(Arc<dyn StateStore>, bool)> {
     let dir = config.data_dir.join(INDEX_DIR);
     let (store, rebuilt) = tokio::task::spawn_blocking(move || SledStore::open_or_rebuild(&dir))
         .await
         .map_err(|error| Error::Index(format!("open task: {error}")))??;
+    Ok((Arc::new(store), rebuilt))
+}
+
+/// Refuses a log that lost records the index saw (the log already refused to cut them;
+/// this catches a log replaced from elsewhere), and re-folds into the index whatever it
+/// is behind on.
+async fn refold_index(
+    store: &Arc<dyn StateStore>,
+    log: &Log,
+    state: &EngineState,
+) -> Result<usize> {
     let applied = store.applied_lsn()?;
     let log_last = log.durable_lsn();
     if applied > log_last {
         return Err(Error::Index(format!(
-            "the index in {} has applied LSN {applied} but the log ends at LSN {log_last}: \
+            "the index has applied LSN {applied} but the log ends at LSN {log_last}: \
              the log lost records the index saw; refusing to open (restore the log, or \
-             delete the index directory to rebuild it from this log)",
-            store.dir().display()
+             move the index directory aside to rebuild it from this log)"
         )));
     }
     // `put` keeps a stored copy at the same or a later LSN, so writing every intent in
@@ -848,11 +957,22 @@ async fn open_index(
     store.mark_applied(log_last)?;
     if refolded > 0 {
         store.flush()?;
+        tracing::info!(refolded, "index re-folded from the log");
     }
-    if rebuilt || refolded > 0 {
-        tracing::info!(refolded, rebuilt, "index re-folded from the log");
+    Ok(refolded)
+}
+
+/// See `EngineConfig::hold_paused_clock_during_io`: when `enabled`, a blocking task that
+/// lives until the returned guard is dropped.
+fn hold_paused_clock(enabled: bool) -> Option<std::sync::mpsc::Sender<()>> {
+    if !enabled {
+        return None;
     }
-    Ok((Arc::new(store), rebuilt, refolded))
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    tokio::task::spawn_blocking(move || {
+        let _ = held.recv();
+    });
+    Some(release)
 }
 
 fn shard<T: Hash>(value: &T) -> usize {
@@ -874,17 +994,50 @@ impl Inner {
         Ok(lsn)
     }
 
+    /// `record` (about to move `current` on), with the large JSON of its next state (a
+    /// provider's result or details, up to the 1 MiB response cap) cut to a marker when
+    /// keeping it whole would make this record, or a later snapshot of the intent, larger
+    /// than `record_bytes_max`: the transition must always be recorded.
+    fn fit_record(&self, current: &Intent, mut record: Record) -> Record {
+        let Some(bytes) = record
+            .next_state_mut()
+            .and_then(State::bulk_json_mut)
+            .map(|json| json.len())
+        else {
+            return record;
+        };
+        // The intent as it will be once the record is applied, without the large JSON.
+        let mut probe = record.clone();
+        if let Some(json) = probe.next_state_mut().and_then(State::bulk_json_mut) {
+            json.clear();
+        }
+        let mut folded = crate::record::Folded::default();
+        folded.intents.insert(current.spec.id, current.clone());
+        let base_bytes = apply(&mut folded, current.last_lsn.saturating_add(1), probe)
+            .ok()
+            .and_then(|_| folded.intents.get(&current.spec.id))
+            .and_then(|intent| intent_log::codec::encode(intent).ok())
+            .map_or(self.config.log.record_bytes_max, |body| body.len());
+        let room_bytes = self
+            .config
+            .log
+            .record_bytes_max
+            .saturating_sub(base_bytes.saturating_add(RECORD_SLACK_BYTES));
+        if bytes <= room_bytes {
+            return record;
+        }
+        if let Some(json) = record.next_state_mut().and_then(State::bulk_json_mut) {
+            let limit = room_bytes.min(crate::intent::TRUNCATED_JSON_BYTES_MAX);
+            *json = crate::intent::truncated_json(json, limit);
+            tracing::warn!(intent = %current.spec.id, bytes, kept_bytes = json.len(), "the provider's answer is too large to log whole: a truncation marker with its size and SHA-256 is kept instead");
+        }
+        record
+    }
+
     /// See `EngineConfig::hold_paused_clock_during_io`: a blocking task that lives until
     /// the returned guard is dropped.
     fn hold_clock(&self) -> Option<std::sync::mpsc::Sender<()>> {
-        if !self.config.hold_paused_clock_during_io {
-            return None;
-        }
-        let (release, held) = std::sync::mpsc::channel::<()>();
-        tokio::task::spawn_blocking(move || {
-            let _ = held.recv();
-        });
-        Some(release)
+        hold_paused_clock(self.config.hold_paused_clock_during_io)
     }
 
     fn store(&self) -> Option<Arc<dyn StateStore>> {
@@ -909,95 +1062,6 @@ impl Inner {
     /// A uniform random number in [0, 1) for jitter.
     fn unit(&self) -> f64 {
         lock(&self.rng).gen()
-    }
-
-    async fn compact(&self) -> Result<usize> {
-        let _exclusive = self.barrier.write().await;
-        let now = self.clock.now_ms();
-        let retention = self.config.key_retention_ms;
-        let keep_window = self.max_guard_window_ms;
-        let mut evicted_intents = Vec::new();
-        let (snapshots, pauses) = {
-            let mut state = lock(&self.state);
-            let evicted: Vec<IntentId> = state
-                .folded
-                .intents
-                .values()
-                .filter(|intent| {
-                    let finished = intent.state.name().is_terminal()
-                        && !matches!(intent.state, State::DeadLettered { .. });
-                    finished
-                        && intent.updated_at_ms.saturating_add(retention) <= now
-                        && intent.spec.submitted_at_ms.saturating_add(keep_window) <= now
-                })
-                .map(|intent| intent.spec.id)
-                .collect();
-            for id in &evicted {
-                if let Some(intent) = state.folded.intents.remove(id) {
-                    state.keys.remove(&(
-                        intent.spec.connector.clone(),
-                        intent.spec.idempotency_key.clone(),
-                    ));
-                    evicted_intents.push(intent);
-                }
-            }
-            let mut snapshots: Vec<Intent> = state.folded.intents.values().cloned().collect();
-            snapshots.sort_by_key(|intent| intent.last_lsn);
-            let pauses: Vec<(String, u64)> = state
-                .folded
-                .paused_until_ms
-                .iter()
-                .filter(|(_, until)| **until > now)
-                .map(|(name, until)| (name.clone(), *until))
-                .collect();
-            (snapshots, pauses)
-        };
-        // Evicted intents leave memory but stay in the index (history). Live writes already
-        // put them there; this makes sure, and flushes. The log is still what compaction
-        // keeps: nothing below is deleted because the index holds it.
-        if let Some(store) = self.store() {
-            let written: Result<()> = evicted_intents.iter().try_for_each(|intent| {
-                store.put(intent, intent.last_lsn)?;
-                Ok(())
-            });
-            if let Err(error) = written.and_then(|()| store.flush()) {
-                tracing::warn!(%error, "could not keep evicted intents in the index; their history is lost from lookups");
-            }
-        }
-        let mut records: Vec<Record> = pauses
-            .into_iter()
-            .map(|(connector, until_ms)| Record::ConnectorPaused {
-                connector,
-                until_ms,
-            })
-            .collect();
-        records.extend(
-            snapshots
-                .into_iter()
-                .map(|intent| Record::Snapshot(Box::new(intent))),
-        );
-        // A marker so an empty engine still has a record at the new start of the log.
-        let mut first_lsn = None;
-        for chunk in records.chunks(SNAPSHOT_RECORDS_PER_BATCH) {
-            let mut batch = Vec::with_capacity(chunk.len());
-            for record in chunk {
-                batch.push((RECORD_KIND, record.encode()?));
-            }
-            let _hold = self.hold_clock();
-            let lsn = self.log.append_batch(batch).await?;
-            first_lsn.get_or_insert(lsn);
-        }
-        let cut = first_lsn.unwrap_or(self.log.durable_lsn() + 1);
-        let log = &self.log;
-        let deleted = log.truncate_before(cut)?;
-        self.compacted_bytes
-            .store(log.stats().log_bytes, Ordering::Relaxed);
-        tracing::info!(
-            deleted_segments = deleted,
-            first_kept_lsn = cut,
-            "compacted the log"
-        );
-        Ok(deleted)
     }
 }
 
@@ -1050,18 +1114,7 @@ async fn drive(inner: Arc<Inner>) {
                 handles.push(tokio::spawn(work(inner.clone(), id)).abort_handle());
             }
         }
-        // Compact when the log passed the threshold and doubled since the last compaction
-        // (what compaction keeps can itself exceed the threshold).
-        let log_bytes = inner.log.stats().log_bytes;
-        let floor = inner
-            .compacted_bytes
-            .load(Ordering::Relaxed)
-            .saturating_mul(2);
-        if log_bytes > inner.config.compact_log_bytes && log_bytes > floor {
-            if let Err(error) = inner.compact().await {
-                tracing::error!(%error, "compaction failed");
-            }
-        }
+        maybe_compact(&inner, now);
         let sleep = match next_due {
             Some(due) => tokio::time::sleep_until(inner.clock.instant_at(due)),
             None => tokio::time::sleep(Duration::from_secs(3600)),
@@ -1073,41 +1126,177 @@ async fn drive(inner: Arc<Inner>) {
     }
 }
 
+/// Starts a compaction in the background when the log passed the threshold and doubled
+/// since the last one (what compaction keeps can itself exceed the threshold), unless one
+/// runs or a failed one is still backing off. The driver goes on driving meanwhile.
+fn maybe_compact(inner: &Arc<Inner>, now: u64) {
+    let log_bytes = inner.log.stats().log_bytes;
+    let floor = inner
+        .compacted_bytes
+        .load(Ordering::Relaxed)
+        .saturating_mul(2);
+    if log_bytes <= inner.config.compact_log_bytes || log_bytes <= floor {
+        return;
+    }
+    if lock(&inner.compaction)
+        .retry_at_ms
+        .is_some_and(|retry_at| retry_at > now)
+    {
+        return;
+    }
+    if inner.compacting.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let task_inner = inner.clone();
+    // Counted as a worker so `shutdown` waits for it (it holds the log's directory).
+    inner.workers.fetch_add(1, Ordering::AcqRel);
+    let handle = tokio::spawn(async move {
+        // The outcome is recorded in `compaction` and logged there.
+        if task_inner.compact().await.is_err() {
+            task_inner.wake.notify_one();
+        }
+        task_inner.compacting.store(false, Ordering::Release);
+        if task_inner.workers.fetch_sub(1, Ordering::AcqRel) == 1 {
+            task_inner.workers_done.notify_waiters();
+        }
+    });
+    lock(&inner.worker_handles).push(handle.abort_handle());
+}
+
 /// After a failed step, an intent is not tried again sooner than this.
 const FAILED_STEP_DELAY_MS: u64 = 1_000;
+/// An intent whose connector is not registered is looked at again this often (it waits,
+/// visibly, for an engine opened with its connector).
+const UNREGISTERED_RECHECK_MS: u64 = 60_000;
+/// Longest provider resource id kept (longer ones are dropped: a cut id would name
+/// another resource in status checks).
+const RESOURCE_ID_BYTES_MAX: usize = 1024;
+/// Room left in a record beyond an intent's encoded size (enum tags, the format byte,
+/// varints that grow).
+const RECORD_SLACK_BYTES: usize = 512;
 
-async fn work(inner: Arc<Inner>, id: IntentId) {
-    let failed = match work_on(&inner, id).await {
-        Ok(()) => false,
-        Err(error) => {
-            tracing::error!(intent = %id, %error, "could not record a transition; the intent stays where the log has it");
-            true
-        }
-    };
-    {
-        let mut state = lock(&inner.state);
-        state.in_flight.remove(&id);
-        // A poisoned log stops the engine (G7): nothing is retried until it is reopened.
-        if !inner.log.is_poisoned() {
-            if let Some(due) = state
-                .folded
-                .intents
-                .get(&id)
-                .and_then(|intent| intent.state.due_ms())
-            {
-                let due = if failed {
-                    due.max(inner.clock.now_ms() + FAILED_STEP_DELAY_MS)
-                } else {
-                    due
-                };
-                state.timers.insert((due, id));
+// A default-sized record holds the largest params, a stored truncation marker and the
+// capped reasons of a full attempt budget with room to spare; results too large for the
+// record are cut to fit (`Inner::fit_record`).
+const _: () = assert!(
+    PARAMS_BYTES_MAX
+        + crate::intent::TRUNCATED_JSON_BYTES_MAX
+        + 24 * (crate::intent::REASON_MESSAGE_BYTES_MAX + crate::intent::REASON_DETAILS_BYTES_MAX)
+        <= intent_log::RECORD_BYTES_MAX_DEFAULT
+);
+
+/// What a step asks of the driver besides the intent's own due time.
+enum Step {
+    Done,
+    /// Do not look at the intent again before this wall time.
+    WaitUntil(u64),
+}
+
+/// Releases a worker's bookkeeping however it ends (returns, fails, panics, is aborted),
+/// so an intent never stays "in flight" and `shutdown` never waits for a worker that is
+/// gone.
+struct WorkerGuard {
+    inner: Arc<Inner>,
+    id: IntentId,
+    /// The intent's timer is set no earlier than this.
+    not_before_ms: u64,
+}
+
+impl Drop for WorkerGuard {
+    fn drop(&mut self) {
+        let inner = &self.inner;
+        {
+            let mut state = lock(&inner.state);
+            state.in_flight.remove(&self.id);
+            // A poisoned log stops the engine (G7): nothing is retried until it is reopened.
+            if !inner.log.is_poisoned() {
+                if let Some(due) = state
+                    .folded
+                    .intents
+                    .get(&self.id)
+                    .and_then(|intent| intent.state.due_ms())
+                {
+                    state.timers.insert((due.max(self.not_before_ms), self.id));
+                }
             }
         }
+        inner.wake.notify_one();
+        if inner.workers.fetch_sub(1, Ordering::AcqRel) == 1 {
+            inner.workers_done.notify_waiters();
+        }
     }
-    inner.wake.notify_one();
-    if inner.workers.fetch_sub(1, Ordering::AcqRel) == 1 {
-        inner.workers_done.notify_waiters();
+}
+
+async fn work(inner: Arc<Inner>, id: IntentId) {
+    lock(&inner.state).worker_starts += 1;
+    // Until the step ends normally, it counts as failed (a panic unwinds through here).
+    let mut guard = WorkerGuard {
+        inner: inner.clone(),
+        id,
+        not_before_ms: inner.clock.now_ms().saturating_add(FAILED_STEP_DELAY_MS),
+    };
+    match work_on(&inner, id).await {
+        Ok(Step::Done) => guard.not_before_ms = 0,
+        Ok(Step::WaitUntil(not_before_ms)) => guard.not_before_ms = not_before_ms,
+        Err(error) => {
+            tracing::error!(intent = %id, %error, "could not record a transition; the intent stays where the log has it and is looked at again in a second");
+            make_stranded_attempt_ambiguous(&inner, id).await;
+        }
     }
+}
+
+/// After a failed step: an intent left `Sent` (its attempt's outcome could not be
+/// recorded) has no timer and would wait for a restart. The attempt may have executed,
+/// so it becomes ambiguous now, exactly as recovery after a crash would make it (G3).
+async fn make_stranded_attempt_ambiguous(inner: &Arc<Inner>, id: IntentId) {
+    if inner.log.is_poisoned() || inner.shutting_down.load(Ordering::Acquire) {
+        return;
+    }
+    let now = inner.clock.now_ms();
+    let next = lock(&inner.state)
+        .folded
+        .intents
+        .get(&id)
+        .and_then(|intent| machine::recovered(intent, now));
+    let Some(next) = next else {
+        return;
+    };
+    tracing::warn!(intent = %id, "the outcome of an attempt could not be recorded: ambiguous until a status check decides");
+    let record = Record::Recovered {
+        id,
+        at_ms: now,
+        next,
+    };
+    if let Err(error) = inner.log_and_apply(record).await {
+        tracing::error!(intent = %id, %error, "could not record it either; it stays sent until the engine is reopened (recovery makes it ambiguous)");
+    }
+}
+
+/// Runs a connector call; a panic in it becomes `Err` instead of unwinding through the
+/// worker (whose intent would otherwise stay in flight).
+async fn catch_panic<T>(
+    future: impl std::future::Future<Output = T>,
+) -> std::result::Result<T, ()> {
+    let mut future = std::pin::pin!(future);
+    std::future::poll_fn(|context| {
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            future.as_mut().poll(context)
+        }));
+        match polled {
+            Ok(std::task::Poll::Ready(value)) => std::task::Poll::Ready(Ok(value)),
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            // The payload is not kept: it is the connector's text, and may hold anything.
+            Err(_payload) => std::task::Poll::Ready(Err(())),
+        }
+    })
+    .await
+}
+
+fn connector_panicked(during: &str) -> ErrorDetail {
+    ErrorDetail::new(
+        "connector_panicked",
+        format!("the connector panicked during {during}"),
+    )
 }
 
 fn request_of(intent: &Intent) -> Result<DispatchRequest> {
@@ -1128,7 +1317,7 @@ fn request_of(intent: &Intent) -> Result<DispatchRequest> {
 }
 
 fn resource_id_of(outcome: &Outcome) -> Option<String> {
-    match outcome {
+    let id = match outcome {
         Outcome::Success { result } => result.get("id").and_then(Value::as_str).map(str::to_string),
         _ => outcome
             .detail()
@@ -1136,16 +1325,32 @@ fn resource_id_of(outcome: &Outcome) -> Option<String> {
             .and_then(|details| details.get("execution_id"))
             .and_then(Value::as_str)
             .map(str::to_string),
+    };
+    match id {
+        Some(id) if id.len() > RESOURCE_ID_BYTES_MAX => {
+            tracing::warn!(
+                bytes = id.len(),
+                "the provider's resource id is too long to keep; status checks use the key"
+            );
+            None
+        }
+        id => id,
     }
 }
 
-async fn work_on(inner: &Arc<Inner>, id: IntentId) -> Result<()> {
+async fn work_on(inner: &Arc<Inner>, id: IntentId) -> Result<Step> {
     let Some(intent) = lock(&inner.state).folded.intents.get(&id).cloned() else {
-        return Ok(());
+        return Ok(Step::Done);
     };
     let Some(entry) = inner.connectors.get(&intent.spec.connector) else {
-        tracing::error!(intent = %id, connector = %intent.spec.connector, "no such connector is registered; the intent waits");
-        return Ok(());
+        // Removed from the config, or an offline operator command that opened the engine
+        // without connectors. Pending, it was not sent by this process; ambiguous, it
+        // stays ambiguous: it waits, unchanged, for an engine that has its connector.
+        if lock(&inner.state).unregistered_reported.insert(id) {
+            tracing::warn!(intent = %id, connector = %intent.spec.connector, state = intent.state.name().as_str(), "no such connector is registered; the intent waits for an engine opened with it");
+        }
+        let now = inner.clock.now_ms();
+        return Ok(Step::WaitUntil(now.saturating_add(UNREGISTERED_RECHECK_MS)));
     };
     let connector = entry.settings.connector.clone();
     let retry = entry.settings.retry.clone();
@@ -1182,7 +1387,7 @@ async fn work_on(inner: &Arc<Inner>, id: IntentId) -> Result<()> {
                             next,
                         })
                         .await?;
-                    return Ok(());
+                    return Ok(Step::Done);
                 }
                 let attempt = intent.attempts.len() as u32 + 1;
                 // G2: the attempt is durable before its first byte goes out.
@@ -1194,10 +1399,18 @@ async fn work_on(inner: &Arc<Inner>, id: IntentId) -> Result<()> {
                     })
                     .await?;
                 tracing::info!(attempt, "sending");
-                let outcome = connector.dispatch(&request).await;
+                // A panic after the request went out is as ambiguous as a timeout (G3).
+                let outcome = catch_panic(connector.dispatch(&request))
+                    .await
+                    .unwrap_or_else(|()| {
+                        tracing::error!("the connector panicked while sending; the attempt is ambiguous");
+                        Outcome::Ambiguous {
+                            reason: connector_panicked("dispatch"),
+                        }
+                    });
                 let now = inner.clock.now_ms();
                 let Some(current) = lock(&inner.state).folded.intents.get(&id).cloned() else {
-                    return Ok(());
+                    return Ok(Step::Done);
                 };
                 let decision = machine::after_outcome(&current, &outcome, context(now));
                 if let Some(until_ms) = decision.pause_connector_until_ms {
@@ -1214,8 +1427,9 @@ async fn work_on(inner: &Arc<Inner>, id: IntentId) -> Result<()> {
                     next = decision.next.name().as_str(),
                     "attempt finished"
                 );
-                inner
-                    .log_and_apply(Record::AttemptFinished {
+                let record = inner.fit_record(
+                    &current,
+                    Record::AttemptFinished {
                         id,
                         attempt,
                         at_ms: now,
@@ -1223,11 +1437,19 @@ async fn work_on(inner: &Arc<Inner>, id: IntentId) -> Result<()> {
                         detail: outcome.detail().map(crate::intent::Reason::from_detail),
                         resource_id: resource_id_of(&outcome),
                         next: decision.next,
-                    })
-                    .await?;
+                    },
+                );
+                inner.log_and_apply(record).await?;
             }
             State::Ambiguous { .. } => {
-                let check = connector.check_status(&request).await;
+                let check = catch_panic(connector.check_status(&request))
+                    .await
+                    .unwrap_or_else(|()| {
+                        tracing::error!("the connector panicked during a status check; counted as an unknown answer");
+                        StatusCheck::Unknown {
+                            reason: connector_panicked("a status check"),
+                        }
+                    });
                 let now = inner.clock.now_ms();
                 let decision = machine::after_status_check(&intent, &check, context(now));
                 let (result, detail) = match &check {
@@ -1243,19 +1465,21 @@ async fn work_on(inner: &Arc<Inner>, id: IntentId) -> Result<()> {
                     next = decision.next.name().as_str(),
                     "status checked"
                 );
-                inner
-                    .log_and_apply(Record::StatusChecked {
+                let record = inner.fit_record(
+                    &intent,
+                    Record::StatusChecked {
                         id,
                         at_ms: now,
                         result: result.to_string(),
                         detail,
                         next: decision.next,
-                    })
-                    .await?;
+                    },
+                );
+                inner.log_and_apply(record).await?;
             }
             _ => {}
         }
-        Ok(())
+        Ok(Step::Done)
     }
     .instrument(span)
     .await

@@ -1,7 +1,9 @@
 //! Spending guards: per connector, a cap on the amount of one intent and on the total
 //! accepted over a rolling window, checked at submit before anything is recorded. The
-//! window is rebuilt from the logged `Submitted` records on replay, so a restarted runaway
-//! loop cannot reset it.
+//! amount is reserved in the window by the same locked step that checks it (released if
+//! the append fails), so concurrent submits cannot all pass one check. The window is
+//! rebuilt from the logged `Submitted` records on replay, so a restarted runaway loop
+//! cannot reset it.
 
 use std::collections::VecDeque;
 
@@ -26,6 +28,25 @@ impl Window {
     pub(crate) fn record(&mut self, at_ms: u64, micros: u64) {
         self.entries.push_back((at_ms, micros));
         self.total_micros = self.total_micros.saturating_add(micros);
+    }
+
+    /// The amounts recorded, expired or not (tests look at what a restart rebuilt).
+    #[cfg(test)]
+    pub(crate) fn total_micros(&self) -> u64 {
+        self.total_micros
+    }
+
+    /// Gives back an amount `record`ed at `at_ms` that was never accepted (its append
+    /// failed). Nothing to give back if it already expired.
+    pub(crate) fn release(&mut self, at_ms: u64, micros: u64) {
+        let found = self
+            .entries
+            .iter()
+            .rposition(|&entry| entry == (at_ms, micros));
+        if let Some(index) = found {
+            self.entries.remove(index);
+            self.total_micros = self.total_micros.saturating_sub(micros);
+        }
     }
 
     fn expire(&mut self, now_ms: u64, window_ms: u64) {
@@ -106,6 +127,11 @@ mod tests {
         check(2_000, 50_000_000, true);
         check(3_000, 20_000_000, false); // 110 > 100 in the window
         check(60_000, 20_000_000, true); // the first 40 expired
+        window.release(60_000, 20_000_000); // its append failed: given back
+        window.release(60_000, 20_000_000); // nothing more to give back
+        assert_eq!(window.total_micros(), 50_000_000);
+        window.release(0, 40_000_000); // expired already: nothing to give back
+        assert_eq!(window.total_micros(), 50_000_000);
         assert_eq!(units(10_500_000), "10.5");
         assert_eq!(units(16_800_000), "16.8");
         assert_eq!(units(7), "0.000007");

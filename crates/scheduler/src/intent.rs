@@ -2,6 +2,65 @@
 //! Everything here is plain data that the log records carry and the index stores.
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Most bytes of a provider's error message kept in a [`Reason`].
+pub const REASON_MESSAGE_BYTES_MAX: usize = 2 * 1024;
+/// Most bytes of a provider's structured error details kept in a [`Reason`] (as JSON);
+/// longer details are stored as a [`truncated_json`] marker.
+pub const REASON_DETAILS_BYTES_MAX: usize = 16 * 1024;
+/// Most bytes of the marker that stands in for a result too large to log (its head
+/// included).
+pub const TRUNCATED_JSON_BYTES_MAX: usize = 64 * 1024;
+
+/// `json` if it is at most `bytes_max` long, else a marker that says so, as JSON:
+/// `{"truncated":{"original_bytes":N,"sha256":"…","head":"…"}}`, with as much of the
+/// start of `json` in `head` as fits (none if even the bare marker does not fit).
+pub fn truncated_json(json: &str, bytes_max: usize) -> String {
+    if json.len() <= bytes_max {
+        return json.to_string();
+    }
+    let sha256: String = Sha256::digest(json.as_bytes())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    let marker = |head: &str| {
+        serde_json::json!({"truncated": {
+            "original_bytes": json.len(),
+            "sha256": sha256,
+            "head": head,
+        }})
+        .to_string()
+    };
+    // Escaping can make the head longer than its bytes: halve until it fits (bounded).
+    let mut head_bytes = bytes_max.min(json.len());
+    loop {
+        let head = prefix(json, head_bytes);
+        let text = marker(head);
+        if text.len() <= bytes_max || head_bytes == 0 {
+            return text;
+        }
+        head_bytes /= 2;
+    }
+}
+
+/// The longest prefix of `text` of at most `bytes_max` bytes that ends on a character.
+fn prefix(text: &str, bytes_max: usize) -> &str {
+    let mut end = bytes_max.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.get(..end).unwrap_or("")
+}
+
+/// `text` cut to at most `bytes_max` bytes, with a note of how much was cut.
+fn capped_text(text: &str, bytes_max: usize) -> String {
+    if text.len() <= bytes_max {
+        return text.to_string();
+    }
+    let kept = prefix(text, bytes_max);
+    format!("{kept}…[{} more bytes cut]", text.len() - kept.len())
+}
 
 /// A unique id for an intent (a UUID v4, assigned by the engine at submit).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -70,11 +129,16 @@ impl Reason {
         }
     }
 
+    /// What a connector's detail keeps in the log: the message and details capped, so a
+    /// provider's error body (up to the response cap) always fits a record.
     pub(crate) fn from_detail(detail: &connectors::ErrorDetail) -> Reason {
         Reason {
-            code: detail.code.clone(),
-            message: detail.message.clone(),
-            details_json: detail.details.as_ref().map(|details| details.to_string()),
+            code: capped_text(&detail.code, REASON_MESSAGE_BYTES_MAX),
+            message: capped_text(&detail.message, REASON_MESSAGE_BYTES_MAX),
+            details_json: detail
+                .details
+                .as_ref()
+                .map(|details| truncated_json(&details.to_string(), REASON_DETAILS_BYTES_MAX)),
             http_status: detail.http_status,
         }
     }
@@ -200,6 +264,20 @@ impl State {
         }
     }
 
+    /// The one field of the state that can be large (a provider's result or details,
+    /// as JSON), so the engine can cut it to fit a record.
+    pub(crate) fn bulk_json_mut(&mut self) -> Option<&mut String> {
+        match self {
+            State::Succeeded { result_json } | State::Reconciled { result_json } => {
+                Some(result_json)
+            }
+            State::Failed { reason }
+            | State::DeadLettered { reason }
+            | State::AwaitingPayment { reason } => reason.details_json.as_mut(),
+            _ => None,
+        }
+    }
+
     /// When the engine should next act on its own, if it should.
     pub fn due_ms(&self) -> Option<u64> {
         match self {
@@ -235,6 +313,10 @@ pub struct Intent {
     pub last_error: Option<Reason>,
     /// Attempts made before the last operator retry; the retry budget counts from here.
     pub attempt_budget_start: u32,
+    /// When the current retry budget started: at submit, or at the last operator retry.
+    /// The retry deadline counts from here (the key lifetime still counts from the first
+    /// attempt).
+    pub budget_started_at_ms: u64,
     pub updated_at_ms: u64,
     /// LSN of the last log record applied to this intent.
     pub last_lsn: u64,
@@ -252,6 +334,7 @@ impl Intent {
             resource_id: None,
             last_error: None,
             attempt_budget_start: 0,
+            budget_started_at_ms: now,
             updated_at_ms: now,
             last_lsn: lsn,
         }
@@ -268,8 +351,45 @@ impl Intent {
             .count() as u32
     }
 
+    /// No new attempt starts after this: the retry policy's deadline, counted from the
+    /// start of the current budget (submit, or the last operator retry).
+    pub fn retry_deadline_ms(&self, deadline_ms: u64) -> u64 {
+        self.budget_started_at_ms.saturating_add(deadline_ms)
+    }
+
     /// When the first attempt went on the wire (the key's age counts from here).
     pub fn first_sent_at_ms(&self) -> Option<u64> {
         self.attempts.first().map(|attempt| attempt.started_at_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncated_json_table() {
+        // (json, bytes_max) → kept whole, or a marker no longer than bytes_max.
+        let check = |json: &str, bytes_max: usize, whole: bool| {
+            let stored = truncated_json(json, bytes_max);
+            if whole {
+                assert_eq!(stored, json);
+                return;
+            }
+            assert!(stored.len() <= bytes_max, "{} > {bytes_max}", stored.len());
+            let marker: serde_json::Value = serde_json::from_str(&stored).unwrap();
+            assert_eq!(marker["truncated"]["original_bytes"], json.len());
+            assert_eq!(marker["truncated"]["sha256"].as_str().unwrap().len(), 64);
+            let head = marker["truncated"]["head"].as_str().unwrap();
+            assert!(json.starts_with(head), "the head is a prefix");
+        };
+        check(r#"{"id":"r"}"#, 100, true);
+        check(&"x".repeat(1000), 1000, true);
+        check(&"x".repeat(1001), 1000, false);
+        check(&"\"".repeat(10_000), 1000, false); // escaping doubles the head
+        check(&"é".repeat(10_000), 1001, false); // never cuts inside a character
+        check(&"\u{1}".repeat(10_000), 500, false); // \u0001: six bytes each
+        assert_eq!(capped_text("abc", 3), "abc");
+        assert_eq!(capped_text("abcdef", 3), "abc…[3 more bytes cut]");
     }
 }

@@ -109,12 +109,7 @@ pub fn before_dispatch(intent: &Intent, context: Context<'_>) -> Option<State> {
             ));
         }
     }
-    if context.now_ms
-        > intent
-            .spec
-            .submitted_at_ms
-            .saturating_add(context.retry.deadline_ms)
-    {
+    if context.now_ms > intent.retry_deadline_ms(context.retry.deadline_ms) {
         return Some(dead(
             "deadline_exceeded",
             format!("the retry deadline passed; {}", describe(last)),
@@ -170,12 +165,7 @@ pub fn after_outcome(intent: &Intent, outcome: &Outcome, context: Context<'_>) -
                 .delay_ms(attempts, context.unit)
                 .max(retry_after_ms);
             let due_ms = now.saturating_add(delay);
-            if due_ms
-                > intent
-                    .spec
-                    .submitted_at_ms
-                    .saturating_add(context.retry.deadline_ms)
-            {
+            if due_ms > intent.retry_deadline_ms(context.retry.deadline_ms) {
                 let message = format!(
                     "the next attempt would start after the retry deadline; last error {}: {}",
                     reason.code, reason.message
@@ -302,7 +292,9 @@ pub fn attach_payment(intent: &Intent, now_ms: u64) -> Result<State, NotApplicab
 }
 
 /// Operator retry of a dead letter: first a status check (it may have executed after
-/// all), then a re-send with the same key if the provider has no record of it.
+/// all), then a re-send with the same key if the provider has no record of it. The fold
+/// of the operator's record starts a fresh attempt budget and a fresh retry deadline,
+/// both counted from the retry; the key lifetime still counts from the first attempt.
 pub fn operator_retry(intent: &Intent, now_ms: u64) -> Result<State, NotApplicable> {
     match intent.state {
         State::DeadLettered { .. } if intent.attempts.is_empty() => {

@@ -83,6 +83,21 @@ impl Record {
         }
     }
 
+    /// The state the record moves its intent to, if it carries one.
+    pub(crate) fn next_state_mut(&mut self) -> Option<&mut State> {
+        match self {
+            Record::AttemptFinished { next, .. }
+            | Record::StatusChecked { next, .. }
+            | Record::PaymentAttached { next, .. }
+            | Record::Operator { next, .. }
+            | Record::Recovered { next, .. } => Some(next),
+            Record::Submitted(_)
+            | Record::AttemptStarted { .. }
+            | Record::ConnectorPaused { .. }
+            | Record::Snapshot(_) => None,
+        }
+    }
+
     pub fn encode(&self) -> intent_log::Result<Vec<u8>> {
         intent_log::codec::encode(self)
     }
@@ -196,7 +211,10 @@ pub fn apply(folded: &mut Folded, lsn: u64, record: Record) -> Result<Option<Int
         } => {
             let intent = folded.intents.get_mut(&id).ok_or_else(|| missing(id))?;
             if action == "retry" {
+                // A fresh budget: attempts and the retry deadline both count from the
+                // operator's retry (operators act long after the deadline of the first).
                 intent.attempt_budget_start = intent.attempts.len() as u32;
+                intent.budget_started_at_ms = at_ms;
                 intent.status_checks = 0;
             }
             intent.state = next;

@@ -118,6 +118,14 @@ fn truncate_before_deletes_whole_segments_only() {
         rt.block_on(log.append(1, vec![i as u8; 60])).unwrap();
     }
     let segments_before = log.stats().segments;
+    // Nothing a checkpoint does not cover can be deleted.
+    assert!(matches!(
+        log.truncate_before(50),
+        Err(Error::InvalidCheckpoint(_))
+    ));
+    assert_eq!(log.stats().segments, segments_before);
+    log.write_checkpoint(49, &mut std::iter::once((1, b"state".to_vec())))
+        .unwrap();
     let deleted = log.truncate_before(50).unwrap();
     assert!(deleted > 0 && log.stats().segments == segments_before - deleted);
     assert!(log.first_lsn() <= 50 && log.first_lsn() > 1);
@@ -128,8 +136,9 @@ fn truncate_before_deletes_whole_segments_only() {
         log.read_from(1),
         Err(Error::Truncated { requested: 1, .. })
     ));
-    // Truncating everything keeps the active segment.
-    log.truncate_before(u64::MAX).unwrap();
+    // Truncating everything the checkpoint covers keeps the active segment.
+    log.write_checkpoint(100, &mut std::iter::empty()).unwrap();
+    log.truncate_before(101).unwrap();
     assert_eq!(log.stats().segments, 1);
     drop(log);
     let (log, report) = Log::open(dir.path(), small_options()).unwrap();

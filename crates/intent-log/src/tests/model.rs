@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 
-use super::{read_all, runtime, small_options};
+use super::{runtime, small_options};
 use crate::sim_fs::SimFileSystem;
 use crate::{Log, Options};
 
@@ -35,8 +35,11 @@ enum Op {
         power_cut: bool,
         during_recovery: Option<u8>,
     },
+    /// Compaction: a checkpoint covering a fraction of the log, then truncation below it,
+    /// optionally with the process dying after `crash_after` operations (a power cut).
     Truncate {
         fraction: u8,
+        crash_after: Option<u8>,
     },
     Reopen,
 }
@@ -49,7 +52,7 @@ fn op() -> impl Strategy<Value = Op> {
                 after_ops, tasks, per_task, body_len, power_cut, during_recovery,
             }
         ),
-        1 => any::<u8>().prop_map(|fraction| Op::Truncate { fraction }),
+        2 => (any::<u8>(), proptest::option::weighted(0.5, 0..12u8)).prop_map(|(fraction, crash_after)| Op::Truncate { fraction, crash_after }),
         1 => Just(Op::Reopen),
     ]
 }
@@ -142,41 +145,69 @@ impl Model {
     }
 
     fn check(&mut self, log: &Log) {
-        let entries = read_all(log);
-        let first = log.first_lsn();
+        let replay = log.replay().expect("replay");
+        // The checkpoint's entries are (LSN, body) of every record it covers.
+        let mut all: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+        let covered = replay
+            .checkpoint
+            .as_ref()
+            .map(|c| c.info().lsn)
+            .unwrap_or(0);
+        if let Some(checkpoint) = replay.checkpoint {
+            for entry in checkpoint {
+                let (_, body) = entry.expect("checkpoint entry verifies");
+                let lsn = u64::from_le_bytes(body[..8].try_into().expect("entry names its LSN"));
+                all.insert(lsn, body[8..].to_vec());
+            }
+            assert_eq!(
+                all.len() as u64,
+                covered,
+                "the checkpoint covers LSNs 1..={covered}"
+            );
+        }
+        let entries: Vec<crate::Entry> = replay
+            .records
+            .collect::<crate::Result<_>>()
+            .expect("records verify");
+        let first = covered + 1;
         let mut seen = HashSet::new();
         let mut last_seq: HashMap<u32, u32> = HashMap::new();
         for (index, entry) in entries.iter().enumerate() {
             assert_eq!(entry.lsn, first + index as u64, "LSNs are contiguous");
+            all.insert(entry.lsn, entry.body.clone());
+        }
+        for (lsn, body) in &all {
             assert!(
-                self.attempted.contains(&entry.body),
-                "LSN {} holds a record never appended",
-                entry.lsn
+                self.attempted.contains(body),
+                "LSN {lsn} holds a record never appended"
             );
-            assert!(
-                seen.insert(entry.body.clone()),
-                "LSN {} repeats a record",
-                entry.lsn
-            );
-            let (task, seq) = task_and_seq(&entry.body).expect("body names its task");
+            assert!(seen.insert(body.clone()), "LSN {lsn} repeats a record");
+            let (task, seq) = task_and_seq(body).expect("body names its task");
             if let Some(previous) = last_seq.insert(task, seq) {
-                assert!(
-                    seq > previous,
-                    "task {task} out of order at LSN {}",
-                    entry.lsn
-                );
+                assert!(seq > previous, "task {task} out of order at LSN {lsn}");
             }
         }
-        let by_lsn: BTreeMap<u64, &Vec<u8>> = entries.iter().map(|e| (e.lsn, &e.body)).collect();
-        for (lsn, body) in self.durable.range(first..) {
+        for (lsn, body) in &self.durable {
             assert_eq!(
-                by_lsn.get(lsn),
-                Some(&body),
+                all.get(lsn),
+                Some(body),
                 "durable record at LSN {lsn} lost or changed"
             );
         }
         // What recovery accepted is durable now (open syncs it).
-        self.durable = entries.into_iter().map(|e| (e.lsn, e.body)).collect();
+        self.durable = all;
+    }
+
+    /// Writes a checkpoint covering LSNs 1..=`lsn` (from the model: every record there is
+    /// known durable) and deletes the segments below it.
+    fn compact(&self, log: &Log, lsn: u64) -> crate::Result<usize> {
+        let mut entries = self.durable.range(..=lsn).map(|(lsn, body)| {
+            let mut entry = lsn.to_le_bytes().to_vec();
+            entry.extend_from_slice(body);
+            (1u8, entry)
+        });
+        log.write_checkpoint(lsn, &mut entries)?;
+        log.truncate_before(lsn + 1)
     }
 }
 
@@ -230,15 +261,39 @@ fn run(seed: u64, ops: &[Op]) -> (u64, u64) {
                 log = Arc::new(model.open());
                 model.check(&log);
             }
-            Op::Truncate { fraction } => {
+            Op::Truncate {
+                fraction,
+                crash_after,
+            } => {
                 let first = log.first_lsn();
                 let target =
                     first + (log.durable_lsn().saturating_sub(first) * u64::from(fraction)) / 255;
-                log.truncate_before(target).expect("truncate");
-                assert!(
-                    log.first_lsn() <= target.max(first),
-                    "truncation deleted records at or above {target}"
-                );
+                let covered = log.checkpoint().map(|c| c.lsn).unwrap_or(0);
+                let lsn = target.saturating_sub(1);
+                if lsn <= covered {
+                    continue;
+                }
+                match crash_after {
+                    None => {
+                        model.compact(&log, lsn).expect("compaction without faults");
+                        assert!(
+                            log.first_lsn() <= lsn + 1,
+                            "truncation deleted records above the checkpoint at {lsn}"
+                        );
+                    }
+                    Some(after) => {
+                        model.fs.crash_after_ops(u64::from(after));
+                        // Dies somewhere inside: the result is whatever the crash left.
+                        let outcome = model.compact(&log, lsn);
+                        assert!(
+                            outcome.is_ok() || model.fs.is_dead(),
+                            "compaction failed without a crash: {outcome:?}"
+                        );
+                        drop(log);
+                        model.fs.crash();
+                        log = Arc::new(model.open());
+                    }
+                }
                 model.check(&log);
             }
             Op::Reopen => {

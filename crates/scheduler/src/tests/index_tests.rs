@@ -169,13 +169,34 @@ async fn an_index_ahead_of_the_log_refuses_to_open() {
         store.mark_applied(applied + 1_000).unwrap();
         store.flush().unwrap();
     }
+    let wal = |dir: &std::path::Path| -> Vec<(std::path::PathBuf, Vec<u8>)> {
+        let mut files: Vec<_> = std::fs::read_dir(dir.join("wal"))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.is_file())
+            .map(|path| (path.clone(), std::fs::read(&path).unwrap()))
+            .collect();
+        files.sort();
+        files
+    };
+    // A torn tail too: issue 9 found the open cut it first and refused afterwards.
+    let before = {
+        let mut files = wal(dir.path());
+        let (path, bytes) = files.last_mut().unwrap();
+        bytes.extend_from_slice(&[0xAB; 100]);
+        std::fs::write(path, &bytes).unwrap();
+        files
+    };
     match open(dir.path()).await {
-        Err(Error::Index(message)) => {
-            assert!(message.contains("log lost records"), "{message}")
-        }
+        // The log refuses before it changes anything (the index's applied LSN is its floor).
+        Err(Error::Log(error)) => assert!(
+            error.to_string().contains("seen by the caller's index"),
+            "{error}"
+        ),
         Err(other) => panic!("wrong error: {other}"),
         Ok(_) => panic!("opened with an index ahead of the log"),
     }
+    assert_eq!(wal(dir.path()), before, "a refused open cut nothing");
 }
 
 /// (state, cursor, limit, expected intents) of one store listing.

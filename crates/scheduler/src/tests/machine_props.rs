@@ -10,6 +10,7 @@ use serde_json::json;
 use crate::intent::{Attempt, Intent, IntentId, IntentSpec, State};
 use crate::machine::{self, Context};
 use crate::policy::{RetryPolicy, StatusCheckPolicy};
+use crate::record::{apply, Folded, Record};
 
 fn outcome() -> impl Strategy<Value = Outcome> {
     let detail = || ErrorDetail::new("x", "x");
@@ -208,4 +209,126 @@ fn operator_actions_table() {
         })
     ));
     assert_eq!(machine::recovered(&pending, 9), None);
+}
+
+/// The intent after `records` went through the fold (as live and as on replay).
+fn folded(records: Vec<Record>) -> Intent {
+    let mut folded = Folded::default();
+    folded.intents.insert(IntentId([1; 16]), intent());
+    for (lsn, record) in records.into_iter().enumerate() {
+        apply(&mut folded, lsn as u64 + 2, record).unwrap();
+    }
+    folded.intents.remove(&IntentId([1; 16])).unwrap()
+}
+
+// Defect 6: an operator's retry reset the attempt budget but not the deadline (one hour
+// after submit in the aggressive preset), so a dead letter retried later was dead-lettered
+// again as `deadline_exceeded` before anything was re-sent.
+#[test]
+fn operator_retry_starts_a_fresh_deadline() {
+    const HOUR: u64 = 3_600_000;
+    let id = IntentId([1; 16]);
+    let retry = RetryPolicy::aggressive();
+    assert_eq!(retry.deadline_ms, HOUR);
+    let checks = StatusCheckPolicy::default();
+    let dead_letter = vec![
+        Record::AttemptStarted {
+            id,
+            attempt: 1,
+            at_ms: 1_000,
+        },
+        Record::AttemptFinished {
+            id,
+            attempt: 1,
+            at_ms: 2_000,
+            outcome: "retryable".into(),
+            detail: None,
+            resource_id: None,
+            next: State::DeadLettered {
+                reason: crate::Reason::new("deadline_exceeded", "x"),
+            },
+        },
+    ];
+    let retried_at = |at_ms: u64| {
+        let mut records = dead_letter.clone();
+        let dead = folded(dead_letter.clone());
+        records.push(Record::Operator {
+            id,
+            at_ms,
+            action: "retry".into(),
+            next: machine::operator_retry(&dead, at_ms).unwrap(),
+        });
+        folded(records)
+    };
+    let not_retried = folded(dead_letter.clone());
+    // (intent, now, key lifetime) → what before_dispatch decides (None: send).
+    let check = |intent: &Intent, now_ms: u64, key_lifetime_ms: u64, expected: Option<&str>| {
+        let context = Context {
+            retry: &retry,
+            checks: &checks,
+            key_lifetime_ms,
+            // The margin is tested with the key-lifetime rows; here only the deadline.
+            key_lifetime_margin_ms: 0,
+            now_ms,
+            unit: 0.5,
+        };
+        let decided = machine::before_dispatch(intent, context).map(|next| match next {
+            State::DeadLettered { reason } => reason.code,
+            other => panic!("{other:?}"),
+        });
+        assert_eq!(
+            decided.as_deref(),
+            expected,
+            "now {now_ms}, key lifetime {key_lifetime_ms}"
+        );
+    };
+    let day = 24 * HOUR;
+    check(&not_retried, 2 * HOUR, day, Some("deadline_exceeded"));
+    check(&retried_at(2 * HOUR), 2 * HOUR + 5_000, day, None);
+    check(&retried_at(2 * HOUR), 3 * HOUR, day, None);
+    check(
+        &retried_at(2 * HOUR),
+        3 * HOUR + 1,
+        day,
+        Some("deadline_exceeded"),
+    );
+    check(
+        &retried_at(2 * HOUR),
+        2 * HOUR + 5_000,
+        2 * HOUR,
+        Some("key_expired"),
+    );
+    check(&retried_at(30 * 60_000), 90 * 60_000, day, None);
+    // A status check that finds nothing re-sends (Pending), instead of dead-lettering it.
+    let retried = retried_at(2 * HOUR);
+    let context = Context {
+        retry: &retry,
+        checks: &checks,
+        key_lifetime_ms: day,
+        key_lifetime_margin_ms: 0,
+        now_ms: 2 * HOUR + 10,
+        unit: 0.5,
+    };
+    let after_check = machine::after_status_check(&retried, &StatusCheck::NotFound, context);
+    assert!(
+        matches!(after_check.next, State::Pending { .. }),
+        "{:?}",
+        after_check.next
+    );
+    // A retryable answer after the retry waits within the new deadline.
+    let mut sent_again = retried.clone();
+    sent_again.attempts.push(Attempt {
+        number: 2,
+        started_at_ms: 2 * HOUR + 10,
+        finished_at_ms: None,
+        outcome: None,
+        detail: None,
+    });
+    let after =
+        machine::after_outcome(&sent_again, &crate::tests::scripted::unavailable(), context);
+    assert!(
+        matches!(after.next, State::Pending { .. }),
+        "{:?}",
+        after.next
+    );
 }

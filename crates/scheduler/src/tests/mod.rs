@@ -2,9 +2,12 @@
 //! deterministic-seed simulation of the whole engine with a simulated provider and the
 //! intent-log's simulated file system.
 
+mod compaction_tests;
+mod engine_faults;
 mod guards_engine;
 mod index_tests;
 mod key_lifetime;
 mod machine_props;
+mod scripted;
 mod sim_provider;
 mod simulation;

@@ -41,27 +41,46 @@ fn clock(start: tokio::time::Instant) -> crate::Clock {
     crate::Clock::anchored_at(1_800_000_000_000 + start.elapsed().as_millis() as u64)
 }
 
-fn config(fs: &SimFileSystem, seed: u64, start: tokio::time::Instant) -> EngineConfig {
-    let mut config = EngineConfig::new("/data");
+/// How one seed's daemon lives: the log's limits and whether finished intents leave memory.
+#[derive(Clone)]
+struct Life {
+    /// Tiny segments and compaction threshold (compaction every few records), or the
+    /// default limits (compaction only when the harness asks for it).
+    tiny: bool,
+    /// A seven-hour key retention, so compaction evicts finished intents into the index
+    /// (a real sled directory; the log stays on the simulated disk). Otherwise nothing is
+    /// evicted and the index is off.
+    index_dir: Option<std::path::PathBuf>,
+}
+
+fn config(fs: &SimFileSystem, seed: u64, start: tokio::time::Instant, life: &Life) -> EngineConfig {
+    let mut config = EngineConfig::new(life.index_dir.clone().unwrap_or_else(|| "/data".into()));
     config.fs = Some(Arc::new(fs.clone()));
-    // sled uses the real disk; "/data" is fictitious.
-    config.index = false;
+    // sled uses the real disk; the log's directory under it lives on the simulated disk.
+    config.index = life.index_dir.is_some();
     // The log's writer is a real thread: hold tokio's paused clock while the engine waits
     // for it, or simulated time races ahead (seed 14579 once ran 231 days in one life).
     config.hold_paused_clock_during_io = true;
     config.seed = Some(seed);
     config.clock = Some(clock(start));
-    config.log = intent_log::Options {
-        segment_bytes: 16 * 1024,
-        batch_bytes_max: 8 * 1024,
-        record_bytes_max: 4 * 1024,
-        ..intent_log::Options::default()
+    if life.tiny {
+        config.log = intent_log::Options {
+            segment_bytes: 16 * 1024,
+            batch_bytes_max: 8 * 1024,
+            record_bytes_max: 4 * 1024,
+            ..intent_log::Options::default()
+        };
+        config.compact_log_bytes = 24 * 1024;
+    }
+    // Without the index: longer than any run (the final phase lasts at most ~35 simulated
+    // hours), so compaction never evicts and every intent stays in memory. With it: seven
+    // hours (no less than the provider's six-hour key lifetime), so a day and more of
+    // simulated life evicts most finished intents into the index.
+    config.key_retention_ms = if life.index_dir.is_some() {
+        7 * 3_600_000
+    } else {
+        30 * 86_400_000
     };
-    config.compact_log_bytes = 24 * 1024;
-    // Longer than any run (the final phase lasts at most ~35 simulated hours): compaction
-    // still runs but never evicts, so every acknowledged intent must stay visible (the
-    // index that keeps evicted history is off here).
-    config.key_retention_ms = 30 * 86_400_000;
     config.status_checks = StatusCheckPolicy {
         checks_max: 5,
         delay_base_ms: 1_000,
@@ -91,10 +110,11 @@ async fn open(
     provider: &SimProvider,
     seed: u64,
     start: tokio::time::Instant,
+    life: &Life,
 ) -> Engine {
     // A crash point may fire during recovery itself; then reboot and try again.
     for _ in 0..5 {
-        match Engine::open(config(fs, seed, start), settings(provider)).await {
+        match Engine::open(config(fs, seed, start, life), settings(provider)).await {
             Ok((engine, _)) => return engine,
             Err(error) => {
                 assert!(fs.is_dead(), "open failed without a crash: {error}");
@@ -133,17 +153,39 @@ fn params(rng: &mut SmallRng, reject: bool) -> serde_json::Value {
     params
 }
 
-/// Runs one seed; returns (acknowledged intents, crashes, executions) for the sweep's report.
-pub(crate) async fn simulate(seed: u64) -> (usize, u32, u32) {
+/// What one seed did, for the sweep's report.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Totals {
+    pub acked: usize,
+    pub crashes: u32,
+    pub executions: u32,
+    /// Compactions that completed (checkpoint written, segments deleted).
+    pub compactions: u64,
+    /// Crashes injected inside a compaction the harness started.
+    pub crashes_in_compaction: u32,
+    /// Intents evicted from memory into the index (lives that run on one).
+    pub evicting_lives: u32,
+}
+
+/// Runs one seed; returns what it did for the sweep's report.
+pub(crate) async fn simulate(seed: u64) -> Totals {
     let start = tokio::time::Instant::now();
     let mut rng = SmallRng::seed_from_u64(seed);
     let fs = SimFileSystem::new(seed);
     let provider = SimProvider::new(seed, rng.gen_range(10..70));
     let mut acked: Vec<Acked> = Vec::new();
     let mut crashes = 0;
+    let mut totals = Totals::default();
+    let index = rng
+        .gen_bool(0.25)
+        .then(|| tempfile::tempdir().expect("index directory"));
+    let life = Life {
+        tiny: index.is_some() || rng.gen_bool(0.7),
+        index_dir: index.as_ref().map(|dir| dir.path().to_path_buf()),
+    };
     let rounds = rng.gen_range(1..4);
     for round in 0..rounds {
-        let engine = open(&fs, &provider, seed.wrapping_add(round), start).await;
+        let engine = open(&fs, &provider, seed.wrapping_add(round), start, &life).await;
         if rng.gen_bool(0.7) {
             fs.crash_after_ops(rng.gen_range(0..60));
         }
@@ -212,9 +254,24 @@ pub(crate) async fn simulate(seed: u64) -> (usize, u32, u32) {
             }
         }
         advance(Duration::from_millis(rng.gen_range(0..60_000))).await;
-        if rng.gen_bool(0.3) {
-            let _ = engine.compact().await;
+        if rng.gen_bool(0.4) {
+            // Sometimes the process dies inside compaction, at any of its steps (rotation,
+            // checkpoint file, rename, directory sync, segment and checkpoint deletion).
+            if rng.gen_bool(0.5) {
+                fs.crash_after_ops(rng.gen_range(0..16));
+            }
+            match engine.compact().await {
+                Ok(report) => assert!(report.checkpoint_lsn > 0, "seed {seed}: {report:?}"),
+                Err(error) => {
+                    assert!(
+                        fs.is_dead(),
+                        "seed {seed}: compaction failed without a crash: {error}"
+                    );
+                    totals.crashes_in_compaction += 1;
+                }
+            }
         }
+        totals.compactions += engine.compaction_status().compactions_total;
         engine.kill();
         if rng.gen_bool(0.6) {
             fs.crash();
@@ -224,7 +281,7 @@ pub(crate) async fn simulate(seed: u64) -> (usize, u32, u32) {
         crashes += 1;
     }
     // The last life: no faults on the disk; pay what awaits payment; run until settled.
-    let engine = open(&fs, &provider, seed.wrapping_add(1000), start).await;
+    let engine = open(&fs, &provider, seed.wrapping_add(1000), start, &life).await;
     for _ in 0..200 {
         let mut open_work = 0;
         for item in &acked {
@@ -295,6 +352,10 @@ pub(crate) async fn simulate(seed: u64) -> (usize, u32, u32) {
             item.key,
             record.calls
         );
+        if life.index_dir.is_some() {
+            // G4 holds within the key-retention window; most of these left it long ago.
+            continue;
+        }
         let again = engine
             .submit(SubmitRequest {
                 connector: "sim".into(),
@@ -327,7 +388,12 @@ pub(crate) async fn simulate(seed: u64) -> (usize, u32, u32) {
     if std::env::var("SIM_VERBOSE").is_ok() {
         eprintln!("seed {seed}: {by_state:?}");
     }
-    (acked.len(), crashes, executions)
+    totals.compactions += engine.compaction_status().compactions_total;
+    totals.acked = acked.len();
+    totals.crashes = crashes;
+    totals.executions = executions;
+    totals.evicting_lives = u32::from(life.index_dir.is_some());
+    totals
 }
 
 fn seeds() -> u64 {
@@ -337,7 +403,7 @@ fn seeds() -> u64 {
         .unwrap_or(500)
 }
 
-fn run_seed(seed: u64) -> (usize, u32, u32) {
+fn run_seed(seed: u64) -> Totals {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .start_paused(true)
@@ -353,14 +419,17 @@ fn simulation_sweep() {
         .ok()
         .and_then(|value| value.parse().ok())
         .unwrap_or(0);
-    let mut totals = (0, 0, 0);
+    let mut totals = Totals::default();
     for seed in first..first + count {
         let result = std::panic::catch_unwind(|| run_seed(seed));
         match result {
-            Ok((acked, crashes, executions)) => {
-                totals.0 += acked;
-                totals.1 += crashes;
-                totals.2 += executions;
+            Ok(one) => {
+                totals.acked += one.acked;
+                totals.crashes += one.crashes;
+                totals.executions += one.executions;
+                totals.compactions += one.compactions;
+                totals.crashes_in_compaction += one.crashes_in_compaction;
+                totals.evicting_lives += one.evicting_lives;
             }
             Err(panic) => {
                 eprintln!(
@@ -371,11 +440,20 @@ fn simulation_sweep() {
         }
     }
     eprintln!(
-        "simulation: {count} seeds, {} intents acknowledged, {} crashes, {} executions",
-        totals.0, totals.1, totals.2
+        "simulation: {count} seeds, {} intents acknowledged, {} crashes ({} inside compaction), \
+         {} executions, {} compactions, {} seeds evicting into the index",
+        totals.acked,
+        totals.crashes,
+        totals.crashes_in_compaction,
+        totals.executions,
+        totals.compactions,
+        totals.evicting_lives
     );
     assert!(
-        totals.0 > count as usize && totals.1 > 0 && totals.2 > 0,
+        totals.acked > count as usize
+            && totals.crashes > 0
+            && totals.executions > 0
+            && totals.compactions > 0,
         "the sweep exercised nothing"
     );
 }

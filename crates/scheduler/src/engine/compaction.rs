@@ -1,0 +1,215 @@
+//! Compaction: the checkpoint protocol that keeps the log bounded (docs/wal-format.md,
+//! "Checkpoints and compaction").
+//!
+//! 1. Rotate the log, so every record so far is in an older segment than every later one.
+//! 2. Under the append barrier (held only while memory is copied): take the LSN `C` of the
+//!    last record, which every intent in memory reflects, and copy what is still needed:
+//!    live intents, finished ones inside the key-retention (or spending-guard) window,
+//!    dead letters, connector pauses. Finished intents past the window are to be evicted.
+//! 3. Put the evicted intents into the index and flush it (their history lives there).
+//! 4. Write the checkpoint covering `C` (temporary file, sync, rename, directory sync).
+//! 5. Only now change memory: evict what the checkpoint left out.
+//! 6. Delete the segments wholly at or below `C`, then older checkpoints.
+//!
+//! A crash at any step leaves a log that opens: before step 4 completes, the previous
+//! checkpoint and every segment after it are intact; after it, replay starts at the new
+//! checkpoint and reads the records after `C`, which no deletion touches. A failure at any
+//! step leaves memory as it was, is logged and counted, and is retried with backoff.
+
+use std::sync::Arc;
+
+use super::{lock, Inner};
+use crate::error::{Error, Result};
+use crate::intent::{Intent, State};
+use crate::record::{Record, RECORD_KIND};
+
+/// The first retry after a failed compaction waits this long, doubling up to the cap.
+const RETRY_DELAY_MS_BASE: u64 = 1_000;
+const RETRY_DELAY_MS_MAX: u64 = 600_000;
+
+/// How compaction has fared, for `/healthz` and `/metrics`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CompactionStatus {
+    pub compactions_total: u64,
+    pub failures_total: u64,
+    /// Failures since the last success; 0 when the last compaction succeeded.
+    pub consecutive_failures: u32,
+    pub last_error: Option<String>,
+    pub last_success_at_ms: Option<u64>,
+    /// No compaction starts before this after a failure.
+    pub retry_at_ms: Option<u64>,
+    /// The LSN the newest checkpoint covers.
+    pub checkpoint_lsn: Option<u64>,
+}
+
+/// What one compaction did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompactionReport {
+    /// The checkpoint covers every record up to this LSN.
+    pub checkpoint_lsn: u64,
+    /// Intents written into the checkpoint.
+    pub kept: usize,
+    /// Finished intents that left memory (still in the index, when it is on).
+    pub evicted: usize,
+    pub deleted_segments: usize,
+    /// History the index dropped (older than the history retention).
+    pub pruned: usize,
+}
+
+struct Captured {
+    lsn: u64,
+    keep: Vec<Intent>,
+    evict: Vec<Intent>,
+    pauses: Vec<(String, u64)>,
+}
+
+fn task_error(error: tokio::task::JoinError) -> Error {
+    Error::Replay(format!("compaction task: {error}"))
+}
+
+impl Inner {
+    /// Runs one compaction and records how it went.
+    pub(super) async fn compact(self: &Arc<Inner>) -> Result<CompactionReport> {
+        let _serial = self.compaction_serial.lock().await;
+        let outcome = self.compact_steps().await;
+        let now = self.clock.now_ms();
+        let mut status = lock(&self.compaction);
+        match &outcome {
+            Ok(report) => {
+                status.compactions_total += 1;
+                status.consecutive_failures = 0;
+                status.last_error = None;
+                status.last_success_at_ms = Some(now);
+                status.retry_at_ms = None;
+                status.checkpoint_lsn = Some(report.checkpoint_lsn);
+                tracing::info!(
+                    checkpoint_lsn = report.checkpoint_lsn,
+                    kept = report.kept,
+                    evicted = report.evicted,
+                    deleted_segments = report.deleted_segments,
+                    pruned = report.pruned,
+                    "compacted the log"
+                );
+            }
+            Err(error) => {
+                status.failures_total += 1;
+                status.consecutive_failures = status.consecutive_failures.saturating_add(1);
+                let shift = status.consecutive_failures.saturating_sub(1).min(20);
+                let delay = (RETRY_DELAY_MS_BASE << shift).min(RETRY_DELAY_MS_MAX);
+                status.retry_at_ms = Some(now.saturating_add(delay));
+                status.last_error = Some(error.to_string());
+                tracing::error!(%error, retry_in_ms = delay, failures = status.consecutive_failures, "compaction failed; memory and log are as they were, it is retried later");
+            }
+        }
+        outcome
+    }
+
+    async fn compact_steps(self: &Arc<Inner>) -> Result<CompactionReport> {
+        // Tests on a paused clock: simulated time must not jump while real I/O runs.
+        let _hold = self.hold_clock();
+        self.log.rotate().await?;
+        let captured = self.capture().await;
+        let store = self.store();
+        if let Some(store) = store.clone() {
+            // The evicted intents' history must be in the index before the log forgets it.
+            let evicted = captured.evict.clone();
+            tokio::task::spawn_blocking(move || -> Result<()> {
+                for intent in &evicted {
+                    store.put(intent, intent.last_lsn)?;
+                }
+                store.flush()
+            })
+            .await
+            .map_err(task_error)??;
+        }
+        let mut entries = Vec::with_capacity(captured.pauses.len() + captured.keep.len());
+        for (connector, until_ms) in &captured.pauses {
+            let record = Record::ConnectorPaused {
+                connector: connector.clone(),
+                until_ms: *until_ms,
+            };
+            entries.push((RECORD_KIND, record.encode()?));
+        }
+        for intent in &captured.keep {
+            entries.push((
+                RECORD_KIND,
+                Record::Snapshot(Box::new(intent.clone())).encode()?,
+            ));
+        }
+        let inner = self.clone();
+        let lsn = captured.lsn;
+        tokio::task::spawn_blocking(move || {
+            inner.log.write_checkpoint(lsn, &mut entries.into_iter())
+        })
+        .await
+        .map_err(task_error)??;
+        self.evict(&captured.evict);
+        let inner = self.clone();
+        let deleted_segments =
+            tokio::task::spawn_blocking(move || inner.log.truncate_before(lsn + 1))
+                .await
+                .map_err(task_error)??;
+        self.compacted_bytes.store(
+            self.log.stats().log_bytes,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        Ok(CompactionReport {
+            checkpoint_lsn: lsn,
+            kept: captured.keep.len(),
+            evicted: captured.evict.len(),
+            deleted_segments,
+            pruned: 0,
+        })
+    }
+
+    /// Step 2: under the append barrier, the state as of the last logged record.
+    async fn capture(&self) -> Captured {
+        let _exclusive = self.barrier.write().await;
+        let now = self.clock.now_ms();
+        let retention = self.config.key_retention_ms;
+        let keep_window = self.max_guard_window_ms;
+        let lsn = self.log.durable_lsn();
+        let state = lock(&self.state);
+        let mut keep = Vec::new();
+        let mut evict = Vec::new();
+        for intent in state.folded.intents.values() {
+            let finished = intent.state.name().is_terminal()
+                && !matches!(intent.state, State::DeadLettered { .. });
+            let expired = intent.updated_at_ms.saturating_add(retention) <= now
+                && intent.spec.submitted_at_ms.saturating_add(keep_window) <= now;
+            if finished && expired {
+                evict.push(intent.clone());
+            } else {
+                keep.push(intent.clone());
+            }
+        }
+        keep.sort_by_key(|intent| intent.last_lsn);
+        let pauses = state
+            .folded
+            .paused_until_ms
+            .iter()
+            .filter(|(_, until)| **until > now)
+            .map(|(name, until)| (name.clone(), *until))
+            .collect();
+        Captured {
+            lsn,
+            keep,
+            evict,
+            pauses,
+        }
+    }
+
+    /// Step 5: the checkpoint is durable; the evicted intents leave memory.
+    fn evict(&self, evicted: &[Intent]) {
+        let mut state = lock(&self.state);
+        for intent in evicted {
+            // Finished intents take no more records, so the copy is still current.
+            if state.folded.intents.remove(&intent.spec.id).is_some() {
+                state.keys.remove(&(
+                    intent.spec.connector.clone(),
+                    intent.spec.idempotency_key.clone(),
+                ));
+            }
+        }
+    }
+}
