@@ -11,3 +11,4 @@ mod sidecar_api;
 mod support;
 mod wal_cli;
 mod wal_fsync_failure;
+mod wal_salvage;

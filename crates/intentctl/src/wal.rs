@@ -1,11 +1,16 @@
-//! `intentctl wal verify|dump|fill`: look at (and, for tests, write to) a log directory.
+//! `intentctl wal verify|dump|fill|salvage`: look at a log directory, write test records
+//! to it, or (operator only) move its damaged part aside so it opens again.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use anyhow::Context;
 use clap::{Args, Subcommand};
-use intent_log::{Log, Options, StdFileSystem, RECORD_BYTES_MAX_LIMIT};
+use intent_log::{
+    Log, Options, RecoveryMode, StdFileSystem, BATCH_BYTES_MAX_DEFAULT, RECORD_BYTES_MAX_LIMIT,
+    SEGMENT_BYTES_DEFAULT,
+};
 use serde_json::json;
 
 /// `intentctl wal ...`
@@ -18,6 +23,22 @@ pub enum WalCommand {
     Dump(DumpArgs),
     /// Append test records until done or until the log fails (for fault-injection tests).
     Fill(FillArgs),
+    /// Operator only, with the engine stopped: move everything from the first damaged byte
+    /// onwards into `salvage-<time>/` inside the log directory, so the log opens again.
+    /// The moved records are no longer replayed. Needs --yes; exit 0 when done or clean.
+    Salvage(SalvageArgs),
+}
+
+#[derive(Args)]
+pub struct SalvageArgs {
+    /// The log directory (`<data>/wal` for `intentctl serve --data <data>`).
+    dir: PathBuf,
+    /// Move the damaged records aside. Without it, salvage only says what it would do.
+    #[arg(long)]
+    yes: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -54,6 +75,10 @@ pub struct FillArgs {
     /// Body size of each record.
     #[arg(long, default_value_t = 256)]
     body_bytes: usize,
+    /// Rotate segments at this size (small values make many segments for tests; the
+    /// largest record and batch shrink to fit).
+    #[arg(long, default_value_t = SEGMENT_BYTES_DEFAULT)]
+    segment_bytes: u64,
 }
 
 pub fn run(command: WalCommand) -> anyhow::Result<ExitCode> {
@@ -61,6 +86,7 @@ pub fn run(command: WalCommand) -> anyhow::Result<ExitCode> {
         WalCommand::Verify(args) => verify(args),
         WalCommand::Dump(args) => dump(args),
         WalCommand::Fill(args) => fill(args),
+        WalCommand::Salvage(args) => salvage(args),
     }
 }
 
@@ -207,7 +233,7 @@ fn fill(args: FillArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let (log, report) = Log::open(&args.dir, Options::default())?;
+    let (log, report) = Log::open(&args.dir, fill_options(args.segment_bytes))?;
     let mut acked = 0u64;
     let mut last_lsn = None;
     let mut first_error = None;
@@ -250,4 +276,140 @@ fn fill(args: FillArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Options whose segments rotate at `segment_bytes`: below the default, a batch may take
+/// half a segment and a record half a batch, so `Options` accepts them.
+fn fill_options(segment_bytes: u64) -> Options {
+    let mut options = Options {
+        segment_bytes,
+        ..Options::default()
+    };
+    if segment_bytes < SEGMENT_BYTES_DEFAULT {
+        let batch_bytes_max = usize::try_from(segment_bytes / 2)
+            .unwrap_or(BATCH_BYTES_MAX_DEFAULT)
+            .min(BATCH_BYTES_MAX_DEFAULT);
+        options.batch_bytes_max = batch_bytes_max;
+        options.record_bytes_max = (batch_bytes_max / 2).max(1);
+    }
+    options
+}
+
+/// What an operator is told before anything is moved.
+const SALVAGE_WARNING: &str = "salvage moves every record from the first damaged byte onwards (the rest of that segment and every later segment) into salvage-<time>/ inside the log directory. The moved records are no longer replayed: intents they record vanish from the engine or go back to an earlier state, and an intent that was in flight may be sent again by a later retry. Stop the engine, copy the directory, and run salvage only when the damaged bytes cannot be restored from a backup. Re-run with --yes to proceed.";
+
+fn salvage(args: SalvageArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        args.dir.is_dir(),
+        "{} is not a directory",
+        args.dir.display()
+    );
+    // Look before touching: a clean log needs nothing, and the operator sees where the
+    // damage is before agreeing to lose what follows it.
+    let (file, offset, reason) = match intent_log::verify(&args.dir, RECORD_BYTES_MAX_LIMIT) {
+        Ok(report) => {
+            if args.json {
+                println!(
+                    "{}",
+                    json!({"ok": true, "salvaged": [], "records_kept": report.records, "message": "the log verifies; nothing to salvage"})
+                );
+            } else {
+                println!("log        {}", args.dir.display());
+                println!("verdict    ok: the log verifies; nothing to salvage");
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(intent_log::Error::Corruption {
+            file,
+            offset,
+            reason,
+        }) => (file, offset, reason),
+        Err(error) => return Err(error.into()),
+    };
+    let damage = format!("{} at offset {offset}: {reason}", file.display());
+    if !args.yes {
+        println!("log        {}", args.dir.display());
+        println!("damage     {damage}");
+        println!("refused    {SALVAGE_WARNING}");
+        return Ok(ExitCode::from(2));
+    }
+    // Records up to the verifier's ceiling count as valid, as in `wal verify`, so salvage
+    // never moves a large but intact record aside. Nothing is appended through this handle.
+    let options = Options {
+        recovery_mode: RecoveryMode::Salvage,
+        record_bytes_max: RECORD_BYTES_MAX_LIMIT,
+        batch_bytes_max: RECORD_BYTES_MAX_LIMIT + intent_log::format::FRAME_HEADER_BYTES,
+        segment_bytes: SEGMENT_BYTES_DEFAULT.max(
+            (RECORD_BYTES_MAX_LIMIT
+                + intent_log::format::FRAME_HEADER_BYTES
+                + intent_log::format::SEGMENT_HEADER_BYTES) as u64,
+        ),
+        ..Options::default()
+    };
+    let (log, report) = Log::open(&args.dir, options)?;
+    log.close();
+    let moved: Vec<(PathBuf, u64)> = report
+        .salvaged
+        .iter()
+        .map(|path| {
+            let bytes = std::fs::metadata(path)
+                .map(|metadata| metadata.len())
+                .with_context(|| format!("reading the size of {}", path.display()))?;
+            Ok((path.clone(), bytes))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    print_salvage(&args, &damage, &report, &moved);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_salvage(
+    args: &SalvageArgs,
+    damage: &str,
+    report: &intent_log::RecoveryReport,
+    moved: &[(PathBuf, u64)],
+) {
+    let moved_bytes: u64 = moved.iter().map(|(_, bytes)| bytes).sum();
+    let salvage_dir = moved
+        .first()
+        .and_then(|(path, _)| path.parent())
+        .map(Path::to_path_buf);
+    let last_lsn = report.next_lsn.saturating_sub(1);
+    if args.json {
+        let files: Vec<_> = moved
+            .iter()
+            .map(|(path, bytes)| json!({"path": path, "bytes": bytes}))
+            .collect();
+        println!(
+            "{}",
+            json!({
+                "ok": true,
+                "damage": damage,
+                "salvage_dir": salvage_dir,
+                "salvaged": files,
+                "moved_bytes": moved_bytes,
+                "records_kept": report.records,
+                "first_lsn": report.first_lsn,
+                "next_lsn": report.next_lsn,
+            })
+        );
+        return;
+    }
+    println!("log        {}", args.dir.display());
+    println!("damage     {damage}");
+    match &salvage_dir {
+        Some(dir) => println!(
+            "moved      {moved_bytes} bytes in {} files to {}",
+            moved.len(),
+            dir.display()
+        ),
+        None => println!("moved      nothing"),
+    }
+    for (path, bytes) in moved {
+        println!("           {:>12}  {}", bytes, path.display());
+    }
+    println!(
+        "kept       {} records (LSN {} to {last_lsn})",
+        report.records, report.first_lsn
+    );
+    println!("verdict    salvaged: the log opens again; the moved records are no longer replayed. Keep the salvage folder for review");
 }
