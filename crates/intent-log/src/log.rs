@@ -196,36 +196,28 @@ impl Log {
                 limit: self.shared.options.batch_bytes_max,
             });
         }
-        self.check_poisoned()?;
-        let sender = match self.sender.lock() {
-            Ok(guard) => guard.clone(),
-            Err(_) => None,
-        }
-        .ok_or(Error::Closed)?;
-        let (reply, answer) = oneshot::channel();
-        let sent = sender
-            .send(Request::Append(AppendRequest {
+        self.ask_writer(|reply| {
+            Request::Append(AppendRequest {
                 records,
                 bytes,
                 reply,
-            }))
-            .await;
-        // Hold no sender while waiting: `close` must be able to end the writer even while
-        // appends are outstanding (they are answered or dropped, never left hanging).
-        drop(sender);
-        if sent.is_err() {
-            return Err(self.closed_or_poisoned());
-        }
-        match answer.await {
-            Ok(result) => result,
-            Err(_) => Err(self.closed_or_poisoned()),
-        }
+            })
+        })
+        .await
     }
 
     /// Starts a new segment: every record appended before this call is then in an older
     /// segment than every record after it. Returns the LSN the next record gets. A no-op
     /// when the active segment holds no record yet.
     pub async fn rotate(&self) -> Result<u64> {
+        self.ask_writer(Request::Rotate).await
+    }
+
+    /// Sends the writer thread a request and waits for its answer.
+    async fn ask_writer(
+        &self,
+        request: impl FnOnce(oneshot::Sender<Result<u64>>) -> Request,
+    ) -> Result<u64> {
         self.check_poisoned()?;
         let sender = match self.sender.lock() {
             Ok(guard) => guard.clone(),
@@ -233,7 +225,9 @@ impl Log {
         }
         .ok_or(Error::Closed)?;
         let (reply, answer) = oneshot::channel();
-        let sent = sender.send(Request::Rotate(reply)).await;
+        let sent = sender.send(request(reply)).await;
+        // Hold no sender while waiting: `close` must be able to end the writer even while
+        // appends are outstanding (they are answered or dropped, never left hanging).
         drop(sender);
         if sent.is_err() {
             return Err(self.closed_or_poisoned());
