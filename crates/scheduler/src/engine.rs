@@ -184,8 +184,12 @@ pub struct OpenReport {
     pub intents: usize,
     /// Intents found in flight and made ambiguous (G3).
     pub recovered_in_flight: usize,
-    /// The index was unreadable and was deleted and rebuilt from the log.
+    /// The index was corrupt: it was moved aside (see `index_moved_aside`) and rebuilt
+    /// from the log.
     pub index_rebuilt: bool,
+    /// Where the corrupt index was moved (`<data_dir>/index.corrupt-<unix-seconds>`). It
+    /// still holds the history compaction removed from the log; the rebuilt index does not.
+    pub index_moved_aside: Option<PathBuf>,
     /// Intents written to the index on open because it was behind the log.
     pub index_refolded: usize,
 }
@@ -313,11 +317,11 @@ impl Engine {
                 .map_err(|error| Error::Replay(format!("LSN {}: {error}", entry.lsn)))?;
             state.apply(entry.lsn, record, false)?;
         }
-        let (store, index_rebuilt, index_refolded) = if config.index {
-            let (store, rebuilt, refolded) = open_index(&config, &log, &state).await?;
-            (Some(store), rebuilt, refolded)
+        let (store, index_moved_aside, index_refolded) = if config.index {
+            let (store, moved_aside, refolded) = open_index(&config, &log, &state).await?;
+            (Some(store), moved_aside, refolded)
         } else {
-            (None, false, 0)
+            (None, None, 0)
         };
         let clock = config.clock.unwrap_or_else(Clock::system);
         let max_guard_window_ms = by_name
@@ -392,7 +396,8 @@ impl Engine {
                 log: log_report,
                 intents,
                 recovered_in_flight,
-                index_rebuilt,
+                index_rebuilt: index_moved_aside.is_some(),
+                index_moved_aside,
                 index_refolded,
             },
         ))
@@ -764,17 +769,19 @@ impl Engine {
     }
 }
 
-/// Opens the index in `<data_dir>/index/` (rebuilding it if unreadable), refuses a log
-/// that lost records the index saw, and re-folds into it whatever it is behind on.
+/// Opens the index in `<data_dir>/index/` (moving it aside and rebuilding it if corrupt; an
+/// I/O error fails the open), refuses a log that lost records the index saw, and re-folds
+/// into it whatever it is behind on.
 async fn open_index(
     config: &EngineConfig,
     log: &Log,
     state: &EngineState,
-) -> Result<(Arc<dyn StateStore>, bool, usize)> {
+) -> Result<(Arc<dyn StateStore>, Option<PathBuf>, usize)> {
     let dir = config.data_dir.join(INDEX_DIR);
-    let (store, rebuilt) = tokio::task::spawn_blocking(move || SledStore::open_or_rebuild(&dir))
-        .await
-        .map_err(|error| Error::Index(format!("open task: {error}")))??;
+    let (store, moved_aside) =
+        tokio::task::spawn_blocking(move || SledStore::open_or_rebuild(&dir))
+            .await
+            .map_err(|error| Error::Index(format!("open task: {error}")))??;
     let applied = store.applied_lsn()?;
     let log_last = log.durable_lsn();
     if applied > log_last {
@@ -798,10 +805,11 @@ async fn open_index(
     if refolded > 0 {
         store.flush()?;
     }
+    let rebuilt = moved_aside.is_some();
     if rebuilt || refolded > 0 {
         tracing::info!(refolded, rebuilt, "index re-folded from the log");
     }
-    Ok((Arc::new(store), rebuilt, refolded))
+    Ok((Arc::new(store), moved_aside, refolded))
 }
 
 fn shard<T: Hash>(value: &T) -> usize {

@@ -1,7 +1,9 @@
 //! The sled index against a real engine on a real temporary directory: history outlives
 //! compaction's eviction, a deleted index is rebuilt from the log, an index ahead of the
-//! log refuses to open, an unreadable one is rebuilt; and the store's own put/list rules.
+//! log refuses to open, a corrupt one is moved aside and rebuilt, one that fails to open
+//! with an I/O error is left alone; and the store's own put/list rules.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -145,8 +147,8 @@ async fn a_deleted_index_is_rebuilt_from_the_log() {
     assert_eq!(report.index_refolded, done.len(), "{report:?}");
     let last_lsn = engine.log_stats();
     engine.shutdown().await;
-    let (store, rebuilt) = SledStore::open_or_rebuild(&dir.path().join(INDEX_DIR)).unwrap();
-    assert!(!rebuilt);
+    let (store, moved_aside) = SledStore::open_or_rebuild(&dir.path().join(INDEX_DIR)).unwrap();
+    assert_eq!(moved_aside, None);
     assert!(store.applied_lsn().unwrap() > 0, "{last_lsn:?}");
     for (id, key) in &done {
         let intent = store.get(*id).unwrap().expect("rebuilt entry");
@@ -250,18 +252,215 @@ fn store_keeps_the_newest_copy_and_moves_state_entries() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unreadable_index_is_deleted_and_rebuilt() {
+async fn a_corrupt_index_is_moved_aside_and_rebuilt_by_the_engine() {
     let dir = tempfile::tempdir().unwrap();
     let (engine, _) = open(dir.path()).await.unwrap();
     let done = run(&engine, 2).await;
     engine.shutdown().await;
     let index = dir.path().join(INDEX_DIR);
-    std::fs::remove_dir_all(&index).unwrap();
-    std::fs::create_dir_all(&index).unwrap();
     // sled's config file with bytes no sled wrote.
     std::fs::write(index.join("conf"), b"not a sled config\x00\xff").unwrap();
+    let before = listing(&index);
     let (engine, report) = open(dir.path()).await.unwrap();
     assert!(report.index_rebuilt, "{report:?}");
     assert_eq!(report.index_refolded, done.len(), "{report:?}");
+    let moved = report
+        .index_moved_aside
+        .clone()
+        .expect("a moved-aside path");
+    assert_eq!(moved_aside(&index), vec![moved.clone()]);
+    assert_eq!(listing(&moved), before, "the moved copy differs");
+    for (id, _) in &done {
+        assert!(engine.get(*id).is_some(), "{id} after the rebuild");
+    }
     engine.shutdown().await;
+}
+
+/// Every file under `dir` with its size, sorted: what "left untouched" is checked against.
+fn listing(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        for entry in std::fs::read_dir(&next).unwrap() {
+            let path = entry.unwrap().path();
+            let metadata = std::fs::symlink_metadata(&path).unwrap();
+            if metadata.is_dir() {
+                pending.push(path.clone());
+            }
+            let relative = path.strip_prefix(dir).unwrap().to_path_buf();
+            files.push((relative, if metadata.is_dir() { 0 } else { metadata.len() }));
+        }
+    }
+    files.sort();
+    files
+}
+
+/// The directories beside `index` whose names start with `index.corrupt-`.
+fn moved_aside(index: &Path) -> Vec<PathBuf> {
+    let mut moved: Vec<PathBuf> = std::fs::read_dir(index.parent().unwrap())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            path.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.starts_with("index.corrupt-"))
+        })
+        .collect();
+    moved.sort();
+    moved
+}
+
+/// A store in `index` holding intents 1 and 2 (succeeded), flushed and closed.
+fn seed_index(index: &Path) {
+    let (store, _) = SledStore::open_or_rebuild(index).unwrap();
+    let done = State::Succeeded {
+        result_json: "{}".into(),
+    };
+    store.put(&intent(1, 10, done.clone(), 1), 1).unwrap();
+    store.put(&intent(2, 20, done, 2), 2).unwrap();
+    store.flush().unwrap();
+}
+
+/// sled's newest snapshot file: the first thing its recovery reads.
+const LAST_SNAPSHOT: &str = "snap.FFFFFFFFFFFFFFFF";
+
+/// Issue 9, defect 4: a restart on a full disk deleted the index, the only copy of the
+/// history compaction removed from the log. An I/O error at open (here EISDIR, from a
+/// directory where sled reads its newest snapshot; on a full disk it is ENOSPC) proves
+/// nothing about the files: the open fails with the cause, and nothing is touched.
+#[test]
+fn an_index_open_io_error_fails_and_leaves_the_index_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = dir.path().join(INDEX_DIR);
+    seed_index(&index);
+    let blocker = index.join(LAST_SNAPSHOT);
+    std::fs::create_dir(&blocker).unwrap();
+    let before = listing(&index);
+    match SledStore::open_or_rebuild(&index) {
+        Err(Error::Index(message)) => {
+            assert!(message.contains("Is a directory"), "{message}");
+            assert!(message.contains(&index.display().to_string()), "{message}");
+        }
+        Err(other) => panic!("wrong error: {other}"),
+        Ok(_) => panic!("an index that failed with an I/O error was replaced"),
+    }
+    assert_eq!(listing(&index), before, "the index directory was changed");
+    assert_eq!(moved_aside(&index), Vec::<PathBuf>::new());
+    // Once the cause is gone, the same index opens with its history.
+    std::fs::remove_dir(&blocker).unwrap();
+    let (store, moved) = SledStore::open_or_rebuild(&index).unwrap();
+    assert_eq!(moved, None);
+    for number in [1, 2] {
+        let intent = store.get(IntentId([number; 16])).unwrap();
+        assert!(intent.is_some(), "intent {number} lost");
+    }
+}
+
+/// Issue 9, defect 4: proven corruption (a snapshot whose checksum fails) is moved aside
+/// beside the index, never deleted, and an empty index takes its place.
+#[test]
+fn a_corrupt_index_is_moved_aside_not_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = dir.path().join(INDEX_DIR);
+    seed_index(&index);
+    std::fs::write(index.join(LAST_SNAPSHOT), [0x5a; 40]).unwrap();
+    let before = listing(&index);
+    let (store, reported) = SledStore::open_or_rebuild(&index).unwrap();
+    assert!(store.get(IntentId([1; 16])).unwrap().is_none());
+    let moved = moved_aside(&index);
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    assert_eq!(reported.as_ref(), Some(&moved[0]));
+    assert_eq!(listing(&moved[0]), before, "the moved copy differs");
+}
+
+/// Issue 9, defect 4: what each sled open error means for the index, one case a line. Only
+/// sled's proof of damage moves the index aside; every I/O error leaves it alone.
+#[test]
+fn classify_open_error_table() {
+    use crate::index::{classify_open_error, OpenFailure};
+    use std::io::{Error as IoError, ErrorKind};
+    #[derive(Debug, PartialEq)]
+    enum Class {
+        Locked,
+        Corrupt,
+        Failed,
+    }
+    let lock_text = "could not acquire lock on \"index/db\": Os { code: 11 }";
+    // (sled error, class), one case a line.
+    let cases: Vec<(sled::Error, Class)> = vec![
+        (
+            sled::Error::Io(IoError::from_raw_os_error(28)),
+            Class::Failed,
+        ), // ENOSPC
+        (
+            sled::Error::Io(IoError::from_raw_os_error(5)),
+            Class::Failed,
+        ), // EIO
+        (
+            sled::Error::Io(IoError::from_raw_os_error(13)),
+            Class::Failed,
+        ), // EACCES
+        (
+            sled::Error::Io(IoError::from_raw_os_error(30)),
+            Class::Failed,
+        ), // EROFS
+        (
+            sled::Error::Io(IoError::from_raw_os_error(21)),
+            Class::Failed,
+        ), // EISDIR
+        (
+            sled::Error::Io(IoError::new(ErrorKind::UnexpectedEof, "short")),
+            Class::Failed,
+        ),
+        (
+            sled::Error::Io(IoError::new(ErrorKind::Other, lock_text)),
+            Class::Locked,
+        ),
+        (
+            sled::Error::Io(IoError::new(ErrorKind::Other, "other")),
+            Class::Failed,
+        ),
+        (sled::Error::Corruption { at: None, bt: () }, Class::Corrupt),
+        (
+            sled::Error::Unsupported("bad config".into()),
+            Class::Corrupt,
+        ),
+        (sled::Error::ReportableBug("a bug".into()), Class::Failed),
+        (
+            sled::Error::CollectionNotFound(sled::IVec::from(&b"tree"[..])),
+            Class::Failed,
+        ),
+    ];
+    for (error, expected) in cases {
+        let class = match classify_open_error(&error) {
+            OpenFailure::Locked(_) => Class::Locked,
+            OpenFailure::Corrupt(_) => Class::Corrupt,
+            OpenFailure::Failed(_) => Class::Failed,
+        };
+        assert_eq!(class, expected, "{error:?}");
+    }
+}
+
+/// Issue 9, defect 4: damage the index's own metadata proves (an applied LSN that is not
+/// 8 bytes) also moves it aside rather than deleting it.
+#[test]
+fn an_index_whose_own_metadata_does_not_decode_is_moved_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = dir.path().join(INDEX_DIR);
+    seed_index(&index);
+    {
+        let db = sled::open(&index).unwrap();
+        let tree = db.open_tree("intents_v1").unwrap();
+        tree.insert(b"m/applied_lsn", &[1u8, 2, 3][..]).unwrap();
+        db.flush().unwrap();
+    }
+    let (_store, moved) = SledStore::open_or_rebuild(&index).unwrap();
+    let moved = moved.expect("moved aside");
+    assert_eq!(moved_aside(&index), vec![moved.clone()]);
+    // The moved copy still holds the history (an intent's entry: b'i' then its id).
+    let db = sled::open(&moved).unwrap();
+    let tree = db.open_tree("intents_v1").unwrap();
+    let mut intent_entry = vec![b'i'];
+    intent_entry.extend_from_slice(&[1; 16]);
+    assert!(tree.get(&intent_entry).unwrap().is_some());
 }
