@@ -3,6 +3,7 @@
 //! ```toml
 //! sync = "data"                 # data | all | none (benchmarks only)
 //! key_retention_hours = 24
+//! history_retention_hours = 720   # finished intents leave the index after this (>= key retention)
 //! status_check_delay_base_ms = 1000
 //!
 //! [[connectors]]
@@ -34,6 +35,8 @@ const REQUEST_TIMEOUT_MS_DEFAULT: u64 = 30_000;
 /// Attempts in flight per connector when the file does not say.
 const CONCURRENCY_DEFAULT: usize = 32;
 const KEY_RETENTION_HOURS_DEFAULT: u64 = 24;
+/// 30 days, the engine's default (`scheduler::HISTORY_RETENTION_MS_DEFAULT`).
+const HISTORY_RETENTION_HOURS_DEFAULT: u64 = 30 * 24;
 const RETRY_PRESET_DEFAULT: &str = "aggressive";
 const MS_PER_HOUR: u64 = 3_600_000;
 
@@ -45,6 +48,10 @@ pub struct ServeConfig {
     pub sync: String,
     #[serde(default = "key_retention_hours_default")]
     pub key_retention_hours: u64,
+    /// Finished intents (not dead letters) leave the index this long after their last
+    /// update; at least `key_retention_hours`.
+    #[serde(default = "history_retention_hours_default")]
+    pub history_retention_hours: u64,
     /// First delay between status checks of an ambiguous intent (doubles after each).
     #[serde(default)]
     pub status_check_delay_base_ms: Option<u64>,
@@ -94,6 +101,9 @@ fn sync_default() -> String {
 fn key_retention_hours_default() -> u64 {
     KEY_RETENTION_HOURS_DEFAULT
 }
+fn history_retention_hours_default() -> u64 {
+    HISTORY_RETENTION_HOURS_DEFAULT
+}
 fn connect_timeout_ms_default() -> u64 {
     CONNECT_TIMEOUT_MS_DEFAULT
 }
@@ -121,6 +131,13 @@ impl ServeConfig {
     pub fn parse(text: &str) -> anyhow::Result<ServeConfig> {
         let config: ServeConfig = toml::from_str(text)?;
         config.sync_mode()?;
+        if config.history_retention_hours < config.key_retention_hours {
+            bail!(
+                "history_retention_hours ({}) must be at least key_retention_hours ({})",
+                config.history_retention_hours,
+                config.key_retention_hours
+            );
+        }
         Ok(config)
     }
 
@@ -140,6 +157,7 @@ impl ServeConfig {
         ServeConfig {
             sync: sync_default(),
             key_retention_hours: KEY_RETENTION_HOURS_DEFAULT,
+            history_retention_hours: HISTORY_RETENTION_HOURS_DEFAULT,
             status_check_delay_base_ms: None,
             connectors: vec![
                 connector(
@@ -170,6 +188,7 @@ impl ServeConfig {
         let mut config = EngineConfig::new(data_dir);
         config.log.sync_mode = self.sync_mode()?;
         config.key_retention_ms = self.key_retention_hours.saturating_mul(MS_PER_HOUR);
+        config.history_retention_ms = self.history_retention_hours.saturating_mul(MS_PER_HOUR);
         if let Some(delay) = self.status_check_delay_base_ms {
             config.status_checks.delay_base_ms = delay;
         }
@@ -259,6 +278,16 @@ mod tests {
             ),
             ("[[connectors]]\nkind = \"aeeron\"", false),
             ("colour = \"blue\"", false),
+            ("history_retention_hours = 48", true),
+            (
+                "key_retention_hours = 48\nhistory_retention_hours = 48",
+                true,
+            ),
+            (
+                "key_retention_hours = 48\nhistory_retention_hours = 47",
+                false,
+            ),
+            ("key_retention_hours = 1000", false),
         ];
         for (text, parses) in cases {
             assert_eq!(ServeConfig::parse(text).is_ok(), *parses, "{text:?}");
@@ -289,5 +318,23 @@ mod tests {
             let built = config.connector_settings();
             assert_eq!(built.is_ok(), *builds, "{kind} {retry} {amount:?}");
         }
+    }
+
+    #[test]
+    fn history_retention_maps_into_the_engine_config() {
+        // (file, history retention in ms), one case a line.
+        let cases: &[(&str, u64)] = &[
+            ("", 30 * 24 * MS_PER_HOUR),
+            ("history_retention_hours = 48", 48 * MS_PER_HOUR),
+        ];
+        for (text, expected) in cases {
+            let config = ServeConfig::parse(text).unwrap();
+            let engine = config.engine_config(Path::new("/tmp/unused")).unwrap();
+            assert_eq!(engine.history_retention_ms, *expected, "{text:?}");
+        }
+        assert_eq!(
+            HISTORY_RETENTION_HOURS_DEFAULT * MS_PER_HOUR,
+            scheduler::engine::HISTORY_RETENTION_MS_DEFAULT
+        );
     }
 }

@@ -34,6 +34,8 @@ use crate::record::{apply, Folded, Record, RECORD_KIND};
 pub const PARAMS_BYTES_MAX: usize = 64 * 1024;
 /// Concurrent submits are serialised per key through this many locks.
 const SUBMIT_LOCKS: usize = 64;
+/// How long finished intents stay in the index by default: 30 days.
+pub const HISTORY_RETENTION_MS_DEFAULT: u64 = 30 * 24 * 3_600_000;
 /// Records per append when compaction writes snapshots.
 const SNAPSHOT_RECORDS_PER_BATCH: usize = 512;
 
@@ -68,6 +70,11 @@ pub struct EngineConfig {
     /// Finished intents (and their keys) stay known this long after they finish; a key
     /// resubmitted later is a new intent.
     pub key_retention_ms: u64,
+    /// Finished intents (not dead letters) stay in the index this long after their last
+    /// update, then history retention removes them (`history::prune_history`). Default 30
+    /// days; at least `key_retention_ms` and every guard window, so nothing still in memory
+    /// is pruned.
+    pub history_retention_ms: u64,
     /// Compact when the log is larger than this.
     pub compact_log_bytes: u64,
     /// Time source (tests anchor it and pause tokio's clock).
@@ -93,6 +100,7 @@ impl EngineConfig {
             log: intent_log::Options::default(),
             status_checks: StatusCheckPolicy::default(),
             key_retention_ms: 24 * 3_600_000,
+            history_retention_ms: HISTORY_RETENTION_MS_DEFAULT,
             compact_log_bytes: 256 << 20,
             clock: None,
             seed: None,
@@ -293,6 +301,7 @@ impl Engine {
                 return Err(Error::Config(format!("connector {name} registered twice")));
             }
         }
+        check_history_retention(&config, &by_name)?;
         let fs: Arc<dyn FileSystem> = config.fs.clone().unwrap_or_else(|| Arc::new(StdFileSystem));
         let wal_dir = config.data_dir.join("wal");
         let log_options = config.log.clone();
@@ -810,6 +819,28 @@ async fn open_index(
         tracing::info!(refolded, rebuilt, "index re-folded from the log");
     }
     Ok((Arc::new(store), moved_aside, refolded))
+}
+
+/// History retention may not be shorter than key retention or any guard window: an intent
+/// pruned from the index must long since have been evictable from memory (history.rs).
+fn check_history_retention(
+    config: &EngineConfig,
+    connectors: &HashMap<String, ConnectorEntry>,
+) -> Result<()> {
+    let guard_window_ms = connectors
+        .values()
+        .filter_map(|entry| entry.settings.guard.as_ref().map(|guard| guard.window_ms))
+        .max()
+        .unwrap_or(0);
+    let floor_ms = config.key_retention_ms.max(guard_window_ms);
+    if config.history_retention_ms < floor_ms {
+        return Err(Error::Config(format!(
+            "history_retention_ms ({}) is shorter than key_retention_ms ({}) or a guard \
+             window ({guard_window_ms} ms)",
+            config.history_retention_ms, config.key_retention_ms
+        )));
+    }
+    Ok(())
 }
 
 fn shard<T: Hash>(value: &T) -> usize {

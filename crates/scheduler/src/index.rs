@@ -40,7 +40,21 @@ pub trait StateStore: Send + Sync {
     fn mark_applied(&self, lsn: u64) -> Result<()>;
     /// Asks the index to write what it holds to disk (sled: best effort, see DESIGN.md §3).
     fn flush(&self) -> Result<()>;
+    /// Removes at most `limit` finished intents (Succeeded, Reconciled, Failed, Resolved;
+    /// never dead letters, never live ones) last updated before `cutoff_ms`, with their
+    /// key, state and time entries. Returns how many intents it removed; fewer than
+    /// `limit` means none is left to remove.
+    fn prune_finished_before(&self, cutoff_ms: u64, limit: usize) -> Result<usize>;
 }
+
+/// The states history retention may remove from the index: finished for good. Dead
+/// letters wait for an operator, so they stay however old they are.
+pub const PRUNABLE_STATES: [StateName; 4] = [
+    StateName::Succeeded,
+    StateName::Reconciled,
+    StateName::Failed,
+    StateName::Resolved,
+];
 
 /// The directory of the index under a data directory.
 pub const INDEX_DIR: &str = "index";
@@ -238,6 +252,12 @@ impl SledStore {
         }
     }
 
+    /// How many entries the index holds (tests check that pruning leaves none behind).
+    #[cfg(test)]
+    pub(crate) fn entries(&self) -> usize {
+        self.tree.len()
+    }
+
     /// The directory the index lives in.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -403,6 +423,105 @@ impl StateStore for SledStore {
         self.db
             .flush()
             .map_err(|error| index_error("flushing", error))?;
+        Ok(())
+    }
+
+    fn prune_finished_before(&self, cutoff_ms: u64, limit: usize) -> Result<usize> {
+        let _serial = match self.write.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut batch = sled::Batch::default();
+        let mut removed = 0;
+        for state in PRUNABLE_STATES {
+            if removed >= limit {
+                break;
+            }
+            removed += self.prune_state(state, cutoff_ms, limit - removed, &mut batch)?;
+        }
+        self.tree
+            .apply_batch(batch)
+            .map_err(|error| index_error("pruning history", error))?;
+        Ok(removed)
+    }
+}
+
+impl SledStore {
+    /// Adds to `batch` the removal of at most `limit` intents in `state` last updated
+    /// before `cutoff_ms`. The state entries are in submit order and an intent is updated
+    /// no earlier than it is submitted, so the scan stops at the first one submitted at or
+    /// after the cutoff. State entries whose intent is gone are removed too.
+    fn prune_state(
+        &self,
+        state: StateName,
+        cutoff_ms: u64,
+        limit: usize,
+        batch: &mut sled::Batch,
+    ) -> Result<usize> {
+        let prefix = state_prefix(Some(state));
+        let mut removed = 0;
+        for entry in self.tree.range(prefix.clone()..) {
+            if removed >= limit {
+                break;
+            }
+            let (key, _) = entry.map_err(|error| index_error("pruning history", error))?;
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            let Some(rest) = key.get(prefix.len()..) else {
+                continue;
+            };
+            let (Some(time), Some(id)) = (rest.get(..8), rest.get(8..)) else {
+                continue;
+            };
+            let (Ok(time), Ok(id)) = (<[u8; 8]>::try_from(time), <[u8; 16]>::try_from(id)) else {
+                continue;
+            };
+            if u64::from_be_bytes(time) >= cutoff_ms {
+                break;
+            }
+            let id = IntentId(id);
+            let stored = self
+                .tree
+                .get(intent_key(id))
+                .map_err(|error| index_error("pruning history", error))?;
+            let Some(bytes) = stored else {
+                batch.remove(key);
+                continue;
+            };
+            // An unreadable copy is left for an operator; a stale entry (the intent has
+            // moved on) is skipped, as listings skip it.
+            let Ok(intent) = Self::decode_intent(&bytes) else {
+                continue;
+            };
+            if intent.state.name() != state || intent.updated_at_ms >= cutoff_ms {
+                continue;
+            }
+            self.remove_intent(&intent, batch)?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    /// Adds the removal of one intent and its entries to `batch`. Its key entry goes only
+    /// if it still names this intent (a key submitted again later names the newer one).
+    fn remove_intent(&self, intent: &Intent, batch: &mut sled::Batch) -> Result<()> {
+        let spec = &intent.spec;
+        batch.remove(state_key(intent));
+        batch.remove(ordered_key(
+            &state_prefix(None),
+            spec.submitted_at_ms,
+            spec.id,
+        ));
+        batch.remove(intent_key(spec.id));
+        let key_entry = key_index_key(&spec.connector, &spec.idempotency_key);
+        let named = self
+            .tree
+            .get(&key_entry)
+            .map_err(|error| index_error("pruning history", error))?;
+        if named.is_some_and(|named| named.as_ref() == spec.id.0.as_slice()) {
+            batch.remove(key_entry);
+        }
         Ok(())
     }
 }

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod engine;
 pub mod error;
 pub mod guards;
+pub(crate) mod history;
 pub mod index;
 pub mod intent;
 pub mod machine;

@@ -464,3 +464,215 @@ fn an_index_whose_own_metadata_does_not_decode_is_moved_aside() {
     intent_entry.extend_from_slice(&[1; 16]);
     assert!(tree.get(&intent_entry).unwrap().is_some());
 }
+
+/// An intent as `intent` makes it, last updated at `updated_at_ms`.
+fn updated(number: u8, submitted_at_ms: u64, state: State, updated_at_ms: u64) -> Intent {
+    let mut intent = intent(number, submitted_at_ms, state, u64::from(number));
+    intent.updated_at_ms = updated_at_ms;
+    intent
+}
+
+/// Issue 9, defect 10: the index grew with all history. Pruning removes finished intents
+/// last updated before the cutoff with every entry of theirs, and nothing else.
+#[test]
+fn prune_removes_only_old_finished_intents_and_their_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = SledStore::open_or_rebuild(dir.path()).unwrap();
+    let succeeded = State::Succeeded {
+        result_json: "{}".into(),
+    };
+    let reason = crate::Reason {
+        code: "invalid_input".into(),
+        message: "no".into(),
+        details_json: None,
+        http_status: None,
+    };
+    let failed = State::Failed {
+        reason: reason.clone(),
+    };
+    let dead = State::DeadLettered { reason };
+    let cutoff_ms = 1_000;
+    // (intent, pruned), one case a line.
+    let cases: Vec<(Intent, bool)> = vec![
+        (updated(1, 10, succeeded.clone(), 500), true),
+        (updated(2, 20, failed.clone(), 999), true),
+        (updated(3, 30, succeeded.clone(), 1_000), false), // updated at the cutoff
+        (updated(4, 900, succeeded.clone(), 2_000), false), // finished after the cutoff
+        (updated(5, 40, State::Pending { due_ms: 0 }, 50), false), // live
+        (updated(6, 2_000, succeeded.clone(), 2_500), false),
+        (updated(7, 50, dead, 60), false), // waits for an operator
+    ];
+    for (intent, _) in &cases {
+        store.put(intent, intent.last_lsn).unwrap();
+    }
+    assert_eq!(store.prune_finished_before(cutoff_ms, 100).unwrap(), 2);
+    for (intent, pruned) in &cases {
+        let id = intent.spec.id;
+        let key = &intent.spec.idempotency_key;
+        assert_eq!(store.get(id).unwrap().is_none(), *pruned, "{id}");
+        assert_eq!(
+            store.get_by_key("sim", key).unwrap().is_none(),
+            *pruned,
+            "{key}"
+        );
+    }
+    let listed: Vec<u8> = store
+        .list(None, None, 100)
+        .unwrap()
+        .iter()
+        .map(|intent| intent.spec.id.0[0])
+        .collect();
+    assert_eq!(listed, vec![3, 5, 7, 4, 6]);
+    // No entry of a pruned intent is left: the survivors' 4 entries each, and the LSN.
+    assert_eq!(store.entries(), 5 * 4 + 1);
+    assert_eq!(store.prune_finished_before(cutoff_ms, 100).unwrap(), 0);
+}
+
+/// Issue 9, defect 10: a key submitted again after key retention names the newer intent;
+/// pruning the older one keeps that key entry.
+#[test]
+fn prune_keeps_a_key_entry_that_names_a_newer_intent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = SledStore::open_or_rebuild(dir.path()).unwrap();
+    let done = State::Succeeded {
+        result_json: "{}".into(),
+    };
+    let old = updated(1, 10, done.clone(), 20);
+    let mut newer = updated(2, 5_000, done, 5_010);
+    newer.spec.idempotency_key = old.spec.idempotency_key.clone();
+    store.put(&old, 1).unwrap();
+    store.put(&newer, 2).unwrap();
+    assert_eq!(store.prune_finished_before(1_000, 10).unwrap(), 1);
+    let by_key = store.get_by_key("sim", &old.spec.idempotency_key).unwrap();
+    assert_eq!(by_key.map(|intent| intent.spec.id), Some(newer.spec.id));
+}
+
+/// Issue 9, defect 10: `prune_history` works through more than one batch and keeps what
+/// is inside the retention window.
+#[test]
+fn prune_history_removes_everything_past_retention_in_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = SledStore::open_or_rebuild(dir.path()).unwrap();
+    let old_count = crate::history::PRUNE_BATCH_INTENTS * 2 + 3;
+    let done = State::Succeeded {
+        result_json: "{}".into(),
+    };
+    for number in 0..old_count + 2 {
+        let mut intent = updated(0, number as u64, done.clone(), number as u64 + 1);
+        intent.spec.id = IntentId((number as u128).to_be_bytes());
+        intent.spec.idempotency_key = format!("key-{number}");
+        store.put(&intent, number as u64 + 1).unwrap();
+    }
+    // now - retention = old_count + 1: intents updated before it go.
+    let now_ms = 10_000;
+    let retention_ms = now_ms - (old_count as u64 + 1);
+    let removed = crate::history::prune_history(&store, now_ms, retention_ms).unwrap();
+    assert_eq!(removed, old_count);
+    assert_eq!(store.list(None, None, usize::MAX).unwrap().len(), 2);
+    // A retention reaching before time began removes nothing.
+    assert_eq!(crate::history::prune_history(&store, 5, 10).unwrap(), 0);
+}
+
+/// Issue 9, defect 10: a history retention shorter than key retention would prune what the
+/// engine may still hold; open refuses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_refuses_history_retention_shorter_than_key_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path());
+    config.key_retention_ms = 10_000;
+    config.history_retention_ms = 9_999;
+    let provider = SimProvider::new(7, 0);
+    let opened = Engine::open(config, vec![ConnectorSettings::new(Arc::new(provider))]).await;
+    match opened {
+        Err(Error::Config(message)) => {
+            assert!(message.contains("history_retention_ms"), "{message}")
+        }
+        Err(other) => panic!("wrong error: {other}"),
+        Ok(_) => panic!("opened with history retention shorter than key retention"),
+    }
+}
+
+/// Bytes a directory takes: (apparent bytes, allocated bytes).
+fn disk_usage(dir: &Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let mut usage = (0, 0);
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        for entry in std::fs::read_dir(&next).unwrap() {
+            let path = entry.unwrap().path();
+            let metadata = std::fs::symlink_metadata(&path).unwrap();
+            if metadata.is_dir() {
+                pending.push(path);
+            } else {
+                usage.0 += metadata.len();
+                usage.1 += metadata.blocks() * 512;
+            }
+        }
+    }
+    usage
+}
+
+/// Measures the index's disk bytes per finished Purple Flea bet, before and after
+/// history retention prunes them. Not a test of behaviour; run by hand:
+/// `INDEX_MEASURE_INTENTS=20000 cargo test -p scheduler --release --lib
+/// measure_index_bytes_per_finished_intent -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn measure_index_bytes_per_finished_intent() {
+    let count: u64 = std::env::var("INDEX_MEASURE_INTENTS")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(20_000);
+    let dir = tempfile::tempdir().unwrap();
+    let index = dir.path().join(INDEX_DIR);
+    let (store, _) = SledStore::open_or_rebuild(&index).unwrap();
+    let mut encoded_bytes = 0;
+    for number in 0..count {
+        let submitted_at_ms = 1_764_000_000_000 + number * 10;
+        let key = format!("agent-7-bet-{number:012}-{:016x}", number * 2_654_435_761);
+        let spec = IntentSpec {
+            id: IntentId((u128::from(number) * 0x9e37_79b9_7f4a_7c15).to_be_bytes()),
+            connector: "purple_flea".into(),
+            operation: "bet".into(),
+            params_json: r#"{"amount":"1.00","game":"dice","prediction":"over","target":50}"#
+                .into(),
+            idempotency_key: key,
+            payload_sha256: [7; 32],
+            amount_micros: Some(1_000_000),
+            submitted_at_ms,
+        };
+        let mut intent = Intent::new(spec, number * 3 + 1);
+        intent.state = State::Succeeded {
+            result_json: format!(
+                r#"{{"bet_id":"bet_{number:010}","game":"dice","outcome":"win","payout":"1.98","roll":73.12,"balance":"{}.00"}}"#,
+                1_000 + number
+            ),
+        };
+        intent.attempts.push(crate::Attempt {
+            number: 1,
+            started_at_ms: submitted_at_ms + 1,
+            finished_at_ms: Some(submitted_at_ms + 120),
+            outcome: Some("success".into()),
+            detail: None,
+        });
+        intent.resource_id = Some(format!("bet_{number:010}"));
+        intent.updated_at_ms = submitted_at_ms + 120;
+        intent.last_lsn = number * 3 + 3;
+        encoded_bytes += intent_log::codec::encode(&intent).unwrap().len() as u64;
+        store.put(&intent, intent.last_lsn).unwrap();
+    }
+    store.flush().unwrap();
+    let (apparent, allocated) = disk_usage(&index);
+    println!(
+        "{count} finished bets: index {apparent} bytes apparent ({} per intent), {allocated} \
+         allocated ({} per intent); one intent encoded (a Snapshot record body) is {} bytes",
+        apparent / count,
+        allocated / count,
+        encoded_bytes / count
+    );
+    let removed = crate::history::prune_history(&store, u64::MAX, 0).unwrap();
+    assert_eq!(removed as u64, count);
+    store.flush().unwrap();
+    let (apparent, allocated) = disk_usage(&index);
+    println!("after pruning all {removed}: index {apparent} bytes apparent, {allocated} allocated");
+}
