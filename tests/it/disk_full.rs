@@ -263,6 +263,8 @@ async fn disk_full_refuses_with_503_keeps_acknowledged_intents_and_recovers() {
 
 /// Finished bets served and settled before the restart.
 const HISTORY_INTENTS: usize = 5;
+/// Most bets settled in-process to make the log rotate.
+const ROTATE_BETS_MAX: usize = 40;
 /// Bound on an `intentctl serve` that must fail to start.
 const FAILED_START_WAIT_MS_MAX: u64 = 20_000;
 
@@ -323,9 +325,10 @@ fn index_listing(dir: &Path) -> Vec<(PathBuf, u64)> {
 async fn compact_history_into_the_index(data: &Path, purple_flea: &str) -> scheduler::IntentId {
     let mut config = scheduler::EngineConfig::new(data);
     config.key_retention_ms = 0;
-    config.log.record_bytes_max = 8 * 1024;
-    config.log.batch_bytes_max = 16 * 1024;
-    config.log.segment_bytes = 32 * 1024;
+    // Small enough that the bets the server logged already fill the active segment.
+    config.log.record_bytes_max = 1024;
+    config.log.batch_bytes_max = 2 * 1024;
+    config.log.segment_bytes = 4 * 1024;
     let connector =
         connectors::PurpleFleaConnector::new(connectors::PurpleFleaConfig::new(purple_flea))
             .unwrap();
@@ -333,22 +336,33 @@ async fn compact_history_into_the_index(data: &Path, purple_flea: &str) -> sched
     let (engine, _) = scheduler::Engine::open(config, vec![settings])
         .await
         .unwrap();
-    let submitted = engine
-        .submit(scheduler::SubmitRequest {
-            connector: "purple_flea".into(),
-            operation: "bet".into(),
-            params: bet("rotate")["params"].clone(),
-            idempotency_key: Some("rotate".into()),
-        })
-        .await
-        .unwrap();
-    let id = submitted.intent.spec.id;
-    let settled = engine.wait(id, Duration::from_secs(10)).await.unwrap();
-    assert_eq!(
-        settled.state.name(),
-        scheduler::StateName::Succeeded,
-        "{settled:?}"
-    );
+    // Settled bets until the log has rotated past the server's records.
+    let mut last = None;
+    for number in 0..ROTATE_BETS_MAX {
+        if engine.log_stats().segments >= 2 {
+            break;
+        }
+        let key = format!("rotate-{number}");
+        let submitted = engine
+            .submit(scheduler::SubmitRequest {
+                connector: "purple_flea".into(),
+                operation: "bet".into(),
+                params: bet(&key)["params"].clone(),
+                idempotency_key: Some(key),
+            })
+            .await
+            .unwrap();
+        let id = submitted.intent.spec.id;
+        let settled = engine.wait(id, Duration::from_secs(10)).await.unwrap();
+        assert_eq!(
+            settled.state.name(),
+            scheduler::StateName::Succeeded,
+            "{settled:?}"
+        );
+        last = Some(id);
+    }
+    assert!(engine.log_stats().segments >= 2, "the log never rotated");
+    let id = last.expect("at least one bet settled in this process");
     let deleted = engine.compact().await.unwrap();
     assert!(deleted >= 1, "compaction deleted no segment");
     engine.shutdown().await;

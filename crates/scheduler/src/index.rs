@@ -188,6 +188,7 @@ impl SledStore {
     }
 
     fn try_open(dir: &Path) -> std::result::Result<SledStore, OpenFailure> {
+        remove_unfinished_snapshots(dir)?;
         let db = sled::Config::new()
             .path(dir)
             .open()
@@ -524,6 +525,38 @@ impl SledStore {
         }
         Ok(())
     }
+}
+
+/// Removes sled's `snap.*.generating` files: snapshots it began but never renamed into
+/// place (sled writes, syncs, then renames, and only then drops older snapshots, so a
+/// complete one always remains). sled 0.34 would read such a file as its newest snapshot
+/// and report corruption; a write cut short by a full disk leaves exactly that.
+fn remove_unfinished_snapshots(dir: &Path) -> std::result::Result<(), OpenFailure> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => {
+            return Err(OpenFailure::Failed(format!(
+                "listing {}: {error}",
+                dir.display()
+            )))
+        }
+    };
+    for entry in entries {
+        let path = entry
+            .map_err(|error| OpenFailure::Failed(format!("listing {}: {error}", dir.display())))?
+            .path();
+        let name = path
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned());
+        if name.is_some_and(|name| name.starts_with("snap.") && name.ends_with(".generating")) {
+            tracing::warn!(file = %path.display(), "removing an unfinished sled snapshot");
+            std::fs::remove_file(&path).map_err(|error| {
+                OpenFailure::Failed(format!("removing {}: {error}", path.display()))
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// Seconds since the Unix epoch, for the name of a moved-aside index (0 if the clock is
