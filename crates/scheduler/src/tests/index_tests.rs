@@ -412,14 +412,8 @@ fn classify_open_error_table() {
             sled::Error::Io(IoError::new(ErrorKind::UnexpectedEof, "short")),
             Class::Failed,
         ),
-        (
-            sled::Error::Io(IoError::new(ErrorKind::Other, lock_text)),
-            Class::Locked,
-        ),
-        (
-            sled::Error::Io(IoError::new(ErrorKind::Other, "other")),
-            Class::Failed,
-        ),
+        (sled::Error::Io(IoError::other(lock_text)), Class::Locked),
+        (sled::Error::Io(IoError::other("other")), Class::Failed),
         (sled::Error::Corruption { at: None, bt: () }, Class::Corrupt),
         (
             sled::Error::Unsupported("bad config".into()),
