@@ -260,3 +260,232 @@ async fn disk_full_refuses_with_503_keeps_acknowledged_intents_and_recovers() {
         started.elapsed()
     );
 }
+
+/// Finished bets served and settled before the restart.
+const HISTORY_INTENTS: usize = 5;
+/// Most bets settled in-process to make the log rotate.
+const ROTATE_BETS_MAX: usize = 40;
+/// Bound on an `intentctl serve` that must fail to start.
+const FAILED_START_WAIT_MS_MAX: u64 = 20_000;
+
+/// Starts `intentctl serve` on `data`; returns the child and the base URL, or the child if
+/// it did not print its address (it failed to start).
+fn start_serve(
+    binary: &Path,
+    data: &Path,
+    purple_flea: &str,
+    aeeron: &str,
+    stderr: &Path,
+) -> (Running, Option<String>) {
+    let mut serve = Command::new(binary)
+        .arg("serve")
+        .arg("--data")
+        .arg(data)
+        .args(["--listen", "127.0.0.1:0", "--purple-flea", purple_flea])
+        .args(["--aeeron", aeeron])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let line = first_line(&mut serve);
+    let base = line.strip_prefix("listening ").map(str::to_string);
+    (Running(serve), base)
+}
+
+/// Every file under `dir` with its size, sorted, leaving out sled's `*.generating`
+/// snapshot scratch files (sled may start one before the disk refuses it).
+fn index_listing(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        for entry in std::fs::read_dir(&next).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|ext| ext == "generating") {
+                continue;
+            }
+            let metadata = std::fs::symlink_metadata(&path).unwrap();
+            let size = if metadata.is_dir() {
+                pending.push(path.clone());
+                0
+            } else {
+                metadata.len()
+            };
+            files.push((path.strip_prefix(dir).unwrap().to_path_buf(), size));
+        }
+    }
+    files.sort();
+    files
+}
+
+/// Opens the engine on `data` in this process with a 1 ms key retention and small segments,
+/// settles one more bet (so the log rotates past the old records) and compacts: the
+/// finished bets leave the log and live on only in the index, as after a real
+/// compaction past the key-retention window.
+async fn compact_history_into_the_index(data: &Path, purple_flea: &str) -> scheduler::IntentId {
+    let mut config = scheduler::EngineConfig::new(data);
+    // Retention may not be shorter than the key lifetime: both a millisecond here (this
+    // engine never re-sends), so compaction evicts every finished bet.
+    config.key_retention_ms = 1;
+    // Small enough that the bets the server logged already fill the active segment.
+    config.log.record_bytes_max = 1024;
+    config.log.batch_bytes_max = 2 * 1024;
+    config.log.segment_bytes = 4 * 1024;
+    let connector =
+        connectors::PurpleFleaConnector::new(connectors::PurpleFleaConfig::new(purple_flea))
+            .unwrap();
+    let mut settings = scheduler::ConnectorSettings::new(std::sync::Arc::new(connector));
+    settings.key_lifetime = Some(Duration::from_millis(1));
+    let (engine, _) = scheduler::Engine::open(config, vec![settings])
+        .await
+        .unwrap();
+    // Settled bets until the log has rotated past the server's records.
+    let mut last = None;
+    for number in 0..ROTATE_BETS_MAX {
+        if engine.log_stats().segments >= 2 {
+            break;
+        }
+        let key = format!("rotate-{number}");
+        let submitted = engine
+            .submit(scheduler::SubmitRequest {
+                connector: "purple_flea".into(),
+                operation: "bet".into(),
+                params: bet(&key)["params"].clone(),
+                idempotency_key: Some(key),
+            })
+            .await
+            .unwrap();
+        let id = submitted.intent.spec.id;
+        let settled = engine.wait(id, Duration::from_secs(10)).await.unwrap();
+        assert_eq!(
+            settled.state.name(),
+            scheduler::StateName::Succeeded,
+            "{settled:?}"
+        );
+        last = Some(id);
+    }
+    assert!(engine.log_stats().segments >= 2, "the log never rotated");
+    let id = last.expect("at least one bet settled in this process");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let report = engine.compact().await.unwrap();
+    assert!(
+        report.deleted_segments >= 1,
+        "compaction deleted no segment: {report:?}"
+    );
+    assert!(
+        report.evicted >= 1,
+        "compaction evicted nothing: {report:?}"
+    );
+    engine.shutdown().await;
+    id
+}
+
+/// Issue 9, defect 4: `intentctl serve` restarted on a full disk used to class sled's
+/// ENOSPC as "unreadable" and delete the index, the only copy of the history compaction
+/// had removed from the log. Now the start fails with the cause, the index is untouched,
+/// and once space returns the history is served again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_on_a_full_disk_keeps_the_index_and_its_history() {
+    let binary = intentctl();
+    let started = Instant::now();
+    let tmpfs = Tmpfs::mount();
+    let data: PathBuf = tmpfs.path().join("data");
+    let index = data.join("index");
+    let logs = tempfile::tempdir().unwrap();
+    let mut sim = Command::new(binary)
+        .args(["sim", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addresses: Value = serde_json::from_str(&first_line(&mut sim)).unwrap();
+    let _sim = Running(sim);
+    let purple_flea = addresses["purple_flea"].as_str().unwrap().to_string();
+    let aeeron = addresses["aeeron"].as_str().unwrap().to_string();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+
+    // Bets are served and settle; then the server dies.
+    let first_stderr = logs.path().join("first.stderr");
+    let (serve, base) = start_serve(binary, &data, &purple_flea, &aeeron, &first_stderr);
+    let base = base.unwrap_or_else(|| panic!("serve did not start: {first_stderr:?}"));
+    let mut history = Vec::new();
+    for number in 0..HISTORY_INTENTS {
+        let (status, body) = submit(&client, &base, &format!("history-{number}")).await;
+        assert_eq!(status, 201, "{body}");
+        let id = body["id"].as_str().unwrap().to_string();
+        let (status, body) = get_json(
+            &client,
+            &format!("{base}/v1/intents/{id}/wait?timeout=5000"),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["state"], "succeeded", "{body}");
+        history.push(id);
+    }
+    drop(serve);
+
+    // Compaction moves that history out of the log: only the index has it now.
+    let rotate = compact_history_into_the_index(&data, &purple_flea).await;
+    let mut memory_only = scheduler::EngineConfig::new(&data);
+    memory_only.index = false;
+    let (engine, _) = scheduler::Engine::open(memory_only, vec![]).await.unwrap();
+    for id in &history {
+        let id = scheduler::IntentId::parse(id).unwrap();
+        assert!(engine.get(id).is_none(), "{id} is still in the log");
+    }
+    engine.shutdown().await;
+    let before = index_listing(&index);
+    assert!(!before.is_empty());
+
+    // The disk is full: the restart fails, naming the index and the cause.
+    let filler = tmpfs.path().join("filler");
+    let error = fill(&filler);
+    assert_eq!(
+        error.raw_os_error(),
+        Some(ENOSPC),
+        "the fill stopped on {error}"
+    );
+    let full_stderr = logs.path().join("full.stderr");
+    let (mut serve, base) = start_serve(binary, &data, &purple_flea, &aeeron, &full_stderr);
+    assert_eq!(base, None, "serve started on a full disk");
+    let deadline = Instant::now() + Duration::from_millis(FAILED_START_WAIT_MS_MAX);
+    let status = loop {
+        if let Some(status) = serve.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve neither started nor exited"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success(), "{status}");
+    let stderr = std::fs::read_to_string(&full_stderr).unwrap();
+    assert!(stderr.contains("opening the index in"), "{stderr}");
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert_eq!(index_listing(&index), before, "the index was changed");
+
+    // Space returns: the same index serves the history the log no longer has.
+    std::fs::remove_file(&filler).unwrap();
+    let last_stderr = logs.path().join("last.stderr");
+    let (_serve, base) = start_serve(binary, &data, &purple_flea, &aeeron, &last_stderr);
+    let base = base.unwrap_or_else(|| {
+        panic!(
+            "serve did not start: {}",
+            std::fs::read_to_string(&last_stderr).unwrap()
+        )
+    });
+    for id in history.iter().cloned().chain([rotate.to_string()]) {
+        let (status, body) = get_json(&client, &format!("{base}/v1/intents/{id}")).await;
+        assert_eq!(status, 200, "{id} lost with the index: {body}");
+        assert_eq!(body["state"], "succeeded", "{body}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "the scenario took {:?}",
+        started.elapsed()
+    );
+}

@@ -7,6 +7,7 @@
 //! sync = "data"                 # data | all | none (benchmarks only, needs the next key)
 //! # unsafe_no_sync_benchmark_only = true
 //! key_retention_hours = 24      # >= every connector's key_lifetime_hours
+//! history_retention_hours = 720   # finished intents leave the index after this (>= key retention)
 //! segment_bytes = 67_108_864    # log segment size; at least 1 MiB + 116 bytes
 //! compact_log_bytes = 268_435_456   # compact once the log is larger than this
 //! recovery = "tolerate_torn_tail"   # tolerate_torn_tail | absolute | salvage (operator-only)
@@ -43,6 +44,8 @@ const REQUEST_TIMEOUT_MS_DEFAULT: u64 = 30_000;
 /// Attempts in flight per connector when the file does not say.
 const CONCURRENCY_DEFAULT: usize = 32;
 const KEY_RETENTION_HOURS_DEFAULT: u64 = 24;
+/// 30 days, the engine's default (`scheduler::HISTORY_RETENTION_MS_DEFAULT`).
+const HISTORY_RETENTION_HOURS_DEFAULT: u64 = 30 * 24;
 const RETRY_PRESET_DEFAULT: &str = "aggressive";
 const MS_PER_HOUR: u64 = 3_600_000;
 const RECOVERY_DEFAULT: &str = "tolerate_torn_tail";
@@ -67,6 +70,10 @@ pub struct ServeConfig {
     pub unsafe_no_sync_benchmark_only: bool,
     #[serde(default = "key_retention_hours_default")]
     pub key_retention_hours: u64,
+    /// Finished intents (not dead letters) leave the index this long after their last
+    /// update; at least `key_retention_hours`.
+    #[serde(default = "history_retention_hours_default")]
+    pub history_retention_hours: u64,
     /// First delay between status checks of an ambiguous intent (doubles after each).
     #[serde(default)]
     pub status_check_delay_base_ms: Option<u64>,
@@ -143,6 +150,9 @@ fn compact_log_bytes_default() -> u64 {
 fn recovery_default() -> String {
     RECOVERY_DEFAULT.to_string()
 }
+fn history_retention_hours_default() -> u64 {
+    HISTORY_RETENTION_HOURS_DEFAULT
+}
 fn connect_timeout_ms_default() -> u64 {
     CONNECT_TIMEOUT_MS_DEFAULT
 }
@@ -176,6 +186,13 @@ impl ServeConfig {
         if config.compact_log_bytes == 0 {
             bail!("compact_log_bytes must be greater than 0");
         }
+        if config.history_retention_hours < config.key_retention_hours {
+            bail!(
+                "history_retention_hours ({}) must be at least key_retention_hours ({})",
+                config.history_retention_hours,
+                config.key_retention_hours
+            );
+        }
         Ok(config)
     }
 
@@ -202,6 +219,7 @@ impl ServeConfig {
             sync: sync_default(),
             unsafe_no_sync_benchmark_only: false,
             key_retention_hours: KEY_RETENTION_HOURS_DEFAULT,
+            history_retention_hours: HISTORY_RETENTION_HOURS_DEFAULT,
             status_check_delay_base_ms: None,
             segment_bytes: segment_bytes_default(),
             compact_log_bytes: compact_log_bytes_default(),
@@ -323,6 +341,7 @@ impl ServeConfig {
         }
         config.compact_log_bytes = self.compact_log_bytes;
         config.key_retention_ms = self.key_retention_hours.saturating_mul(MS_PER_HOUR);
+        config.history_retention_ms = self.history_retention_hours.saturating_mul(MS_PER_HOUR);
         if let Some(delay) = self.status_check_delay_base_ms {
             config.status_checks.delay_base_ms = delay;
         }
@@ -552,6 +571,16 @@ window_ms = 3600000
                 "connector kind",
             ),
             (top("colour = \"blue\""), "colour"),
+            (top("history_retention_hours = 48"), ""),
+            (
+                top("key_retention_hours = 48\nhistory_retention_hours = 48"),
+                "",
+            ),
+            (
+                top("key_retention_hours = 48\nhistory_retention_hours = 47"),
+                "history_retention_hours",
+            ),
+            (top("key_retention_hours = 1000"), "history_retention_hours"),
         ];
         for (text, expected) in &cases {
             match check(text) {
@@ -707,5 +736,23 @@ window_ms = 3600000
             let built = config.connector_settings();
             assert_eq!(built.is_ok(), *builds, "{kind} {retry} {amount:?}");
         }
+    }
+
+    #[test]
+    fn history_retention_maps_into_the_engine_config() {
+        // (file, history retention in ms), one case a line.
+        let cases: &[(&str, u64)] = &[
+            ("", 30 * 24 * MS_PER_HOUR),
+            ("history_retention_hours = 48", 48 * MS_PER_HOUR),
+        ];
+        for (text, expected) in cases {
+            let config = ServeConfig::parse(&format!("{text}\n{ONE_CONNECTOR}")).unwrap();
+            let engine = config.engine_config(Path::new("/tmp/unused")).unwrap();
+            assert_eq!(engine.history_retention_ms, *expected, "{text:?}");
+        }
+        assert_eq!(
+            HISTORY_RETENTION_HOURS_DEFAULT * MS_PER_HOUR,
+            scheduler::engine::HISTORY_RETENTION_MS_DEFAULT
+        );
     }
 }

@@ -37,6 +37,8 @@ pub use compaction::{CompactionReport, CompactionStatus};
 pub const PARAMS_BYTES_MAX: usize = 64 * 1024;
 /// Concurrent submits are serialised per key through this many locks.
 const SUBMIT_LOCKS: usize = 64;
+/// How long finished intents stay in the index by default: 30 days.
+pub const HISTORY_RETENTION_MS_DEFAULT: u64 = 30 * 24 * 3_600_000;
 
 /// One connector and how the engine drives it.
 #[derive(Clone)]
@@ -95,6 +97,11 @@ pub struct EngineConfig {
     /// Finished intents (and their keys) stay known this long after they finish; a key
     /// resubmitted later is a new intent.
     pub key_retention_ms: u64,
+    /// Finished intents (not dead letters) stay in the index this long after their last
+    /// update, then history retention removes them (`history::prune_history`). Default 30
+    /// days; at least `key_retention_ms` and every guard window, so nothing still in memory
+    /// is pruned.
+    pub history_retention_ms: u64,
     /// Compact when the log is larger than this.
     pub compact_log_bytes: u64,
     /// Time source (tests anchor it and pause tokio's clock).
@@ -120,6 +127,7 @@ impl EngineConfig {
             log: intent_log::Options::default(),
             status_checks: StatusCheckPolicy::default(),
             key_retention_ms: 24 * 3_600_000,
+            history_retention_ms: HISTORY_RETENTION_MS_DEFAULT,
             compact_log_bytes: 256 << 20,
             clock: None,
             seed: None,
@@ -221,8 +229,12 @@ pub struct OpenReport {
     pub intents: usize,
     /// Intents found in flight and made ambiguous (G3).
     pub recovered_in_flight: usize,
-    /// The index was unreadable and was deleted and rebuilt from the log.
+    /// The index was corrupt: it was moved aside (see `index_moved_aside`) and rebuilt
+    /// from the log.
     pub index_rebuilt: bool,
+    /// Where the corrupt index was moved (`<data_dir>/index.corrupt-<unix-seconds>`). It
+    /// still holds the history compaction removed from the log; the rebuilt index does not.
+    pub index_moved_aside: Option<PathBuf>,
     /// Intents written to the index on open because it was behind the log.
     pub index_refolded: usize,
 }
@@ -354,6 +366,7 @@ impl Engine {
                 return Err(Error::Config(format!("connector {name} registered twice")));
             }
         }
+        check_history_retention(&config, &by_name)?;
         let fs: Arc<dyn FileSystem> = config.fs.clone().unwrap_or_else(|| Arc::new(StdFileSystem));
         let wal_dir = config.data_dir.join("wal");
         // The index first: the log must not cut what the index saw acknowledged, and it
@@ -382,12 +395,12 @@ impl Engine {
         })
         .await
         .map_err(|error| Error::Replay(format!("replay task: {error}")))??;
-        let (store, index_rebuilt, index_refolded) = match store {
-            Some((store, rebuilt)) => {
+        let (store, index_moved_aside, index_refolded) = match store {
+            Some((store, moved_aside)) => {
                 let refolded = refold_index(&store, &log, &state).await?;
-                (Some(store), rebuilt, refolded)
+                (Some(store), moved_aside, refolded)
             }
-            None => (None, false, 0),
+            None => (None, None, 0),
         };
         drop(hold);
         let checkpoint_lsn = log.checkpoint().map(|checkpoint| checkpoint.lsn);
@@ -470,7 +483,8 @@ impl Engine {
                 log: log_report,
                 intents,
                 recovered_in_flight,
-                index_rebuilt,
+                index_rebuilt: index_moved_aside.is_some(),
+                index_moved_aside,
                 index_refolded,
             },
         ))
@@ -919,13 +933,16 @@ fn replay(log: &Log) -> Result<EngineState> {
     Ok(state)
 }
 
-/// Opens the index in `<data_dir>/index/` (rebuilding it if unreadable).
-async fn open_store(config: &EngineConfig) -> Result<(Arc<dyn StateStore>, bool)> {
+/// Opens the index in `<data_dir>/index/`: moved aside (and rebuilt from the log) only
+/// when proven corrupt; an I/O error fails the open and leaves it alone. Returns where a
+/// corrupt index was moved.
+async fn open_store(config: &EngineConfig) -> Result<(Arc<dyn StateStore>, Option<PathBuf>)> {
     let dir = config.data_dir.join(INDEX_DIR);
-    let (store, rebuilt) = tokio::task::spawn_blocking(move || SledStore::open_or_rebuild(&dir))
-        .await
-        .map_err(|error| Error::Index(format!("open task: {error}")))??;
-    Ok((Arc::new(store), rebuilt))
+    let (store, moved_aside) =
+        tokio::task::spawn_blocking(move || SledStore::open_or_rebuild(&dir))
+            .await
+            .map_err(|error| Error::Index(format!("open task: {error}")))??;
+    Ok((Arc::new(store), moved_aside))
 }
 
 /// Refuses a log that lost records the index saw (the log already refused to cut them;
@@ -973,6 +990,28 @@ fn hold_paused_clock(enabled: bool) -> Option<std::sync::mpsc::Sender<()>> {
         let _ = held.recv();
     });
     Some(release)
+}
+
+/// History retention may not be shorter than key retention or any guard window: an intent
+/// pruned from the index must long since have been evictable from memory (history.rs).
+fn check_history_retention(
+    config: &EngineConfig,
+    connectors: &HashMap<String, ConnectorEntry>,
+) -> Result<()> {
+    let guard_window_ms = connectors
+        .values()
+        .filter_map(|entry| entry.settings.guard.as_ref().map(|guard| guard.window_ms))
+        .max()
+        .unwrap_or(0);
+    let floor_ms = config.key_retention_ms.max(guard_window_ms);
+    if config.history_retention_ms < floor_ms {
+        return Err(Error::Config(format!(
+            "history_retention_ms ({}) is shorter than key_retention_ms ({}) or a guard \
+             window ({guard_window_ms} ms)",
+            config.history_retention_ms, config.key_retention_ms
+        )));
+    }
+    Ok(())
 }
 
 fn shard<T: Hash>(value: &T) -> usize {

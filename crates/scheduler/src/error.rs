@@ -41,7 +41,10 @@ pub enum Error {
     #[error("write-ahead log: {0}")]
     Log(#[from] intent_log::Error),
 
-    /// The index (sled) failed. It is rebuilt from the log on the next open.
+    /// The index (sled) failed. At open: an error that proves no damage (disk full, EIO, a
+    /// permission) fails the open and leaves the index as it is; corruption moves it aside
+    /// and rebuilds it from the log. Later: the log stays the record, and the index is
+    /// re-folded from it on the next open.
     #[error("index: {0}")]
     Index(String),
 

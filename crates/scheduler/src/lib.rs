@@ -5,12 +5,14 @@
 //!
 //! `machine.rs` is the pure state machine, `record.rs` the log records and their fold,
 //! `engine.rs` the driver and the library API, `policy.rs` retry and status-check
-//! policies, `guards.rs` spending guards, `index.rs` the sled index behind `StateStore`.
+//! policies, `guards.rs` spending guards, `index.rs` the sled index behind `StateStore`,
+//! `history.rs` the index's history retention.
 
 pub mod clock;
 pub mod engine;
 pub mod error;
 pub mod guards;
+pub(crate) mod history;
 pub mod index;
 pub mod intent;
 pub mod machine;

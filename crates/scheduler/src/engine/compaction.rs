@@ -10,6 +10,7 @@
 //! 4. Write the checkpoint covering `C` (temporary file, sync, rename, directory sync).
 //! 5. Only now change memory: evict what the checkpoint left out.
 //! 6. Delete the segments wholly at or below `C`, then older checkpoints.
+//! 7. Prune from the index the finished intents older than the history retention.
 //!
 //! A crash at any step leaves a log that opens: before step 4 completes, the previous
 //! checkpoint and every segment after it are intact; after it, replay starts at the new
@@ -169,12 +170,25 @@ impl Inner {
             self.log.stats().log_bytes,
             std::sync::atomic::Ordering::Relaxed,
         );
+        // Step 7: history older than the history retention leaves the index.
+        let pruned = match store {
+            Some(store) => {
+                let now = self.clock.now_ms();
+                let retention = self.config.history_retention_ms;
+                tokio::task::spawn_blocking(move || {
+                    crate::history::prune_history(store.as_ref(), now, retention)
+                })
+                .await
+                .map_err(task_error)??
+            }
+            None => 0,
+        };
         Ok(CompactionReport {
             checkpoint_lsn: lsn,
             kept: captured.keep.len(),
             evicted: captured.evict.len(),
             deleted_segments,
-            pruned: 0,
+            pruned,
         })
     }
 
