@@ -26,6 +26,9 @@ const SEGMENT_BYTES: u64 = 1_049_600;
 /// Compaction starts once the log is past half a segment (and doubled since the last one).
 const COMPACT_LOG_BYTES: u64 = 512 * 1024;
 const SOAK_SECONDS_DEFAULT: u64 = 30;
+/// On a loaded machine the agents write less: the soak goes on past its time, by at most
+/// this much, until compactions have deleted segments and a kill followed one.
+const SOAK_EXTENSION_MS_MAX: u64 = 90_000;
 const BET_AGENTS: usize = 4;
 const PAYING_AGENTS: usize = 2;
 /// Aeeron executes one paying agent holds in awaiting_payment across a rotation.
@@ -402,7 +405,13 @@ async fn chaos(
     soak_end: Instant,
 ) -> Kills {
     let mut kills = Kills::default();
-    while Instant::now() < soak_end {
+    let extended_end = soak_end + Duration::from_millis(SOAK_EXTENSION_MS_MAX);
+    loop {
+        let now = Instant::now();
+        let exercised = kills.after_segment_deleted >= 1 && compactions(launch).1 >= 2;
+        if now >= extended_end || (now >= soak_end && exercised) {
+            break;
+        }
         let after_compaction = rng.below(2) == 0 && segment_deleted(&shared.wal).await;
         if !after_compaction {
             tokio::time::sleep(Duration::from_millis(rng.below(KILL_DELAY_MS_MAX))).await;
@@ -605,7 +614,8 @@ async fn restart_after_compaction_opens_and_loses_nothing() {
         wal: launch.data.join("wal"),
         acknowledged: Mutex::new(Vec::new()),
         stop: AtomicBool::new(false),
-        deadline: soak_end + Duration::from_millis(AGENT_STOP_MS_MAX + SETTLE_MS_MAX),
+        deadline: soak_end
+            + Duration::from_millis(SOAK_EXTENSION_MS_MAX + AGENT_STOP_MS_MAX + SETTLE_MS_MAX),
         paid_after_rotation: AtomicUsize::new(0),
     });
     let agents = spawn_agents(&shared, seed);

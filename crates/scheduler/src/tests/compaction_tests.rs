@@ -213,3 +213,39 @@ async fn a_failed_compaction_changes_nothing_is_visible_and_backs_off() {
     assert!(engine.counts().is_empty());
     engine.shutdown().await;
 }
+
+/// Disk per finished intent in the log (docs/benchmarks.md): N intents with bet-sized
+/// params settled one by one, then the log's bytes divided by N, and the checkpoint's
+/// bytes per intent it keeps. `INTENTS_MEASURE=N` (default 2,000).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; run with --ignored --nocapture"]
+async fn measure_log_bytes_per_finished_intent() {
+    let count: usize = std::env::var("INTENTS_MEASURE")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(2_000);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = EngineConfig::new(dir.path());
+    config.compact_log_bytes = u64::MAX;
+    let (engine, _) = Engine::open(config, connectors()).await.unwrap();
+    let before = engine.log_stats().log_bytes;
+    for number in 0..count {
+        let params = json!({"amount": "10.00", "game": "dice", "target": 50, "prediction": "over", "n": number});
+        let id = submit(&engine, "pay", format!("agent-7-bet-{number:06}"), params).await;
+        assert_eq!(settle(&engine, id).await, StateName::Succeeded);
+    }
+    let log_bytes = engine.log_stats().log_bytes - before;
+    let report = engine.compact().await.unwrap();
+    engine.shutdown().await;
+    let (_, opened) = Engine::open(EngineConfig::new(dir.path()), connectors())
+        .await
+        .unwrap();
+    let checkpoint = opened.log.checkpoint.expect("checkpoint");
+    println!(
+        "{count} finished intents: log {log_bytes} bytes ({} per intent); checkpoint of {} kept intents {} bytes ({} per intent)",
+        log_bytes / count as u64,
+        report.kept,
+        checkpoint.bytes,
+        checkpoint.bytes / report.kept.max(1) as u64
+    );
+}
