@@ -175,6 +175,7 @@ fn schemas() -> Value {
                 "status": {"type": "string", "enum": ["ok", "warning", "degraded"]},
                 "log": {"type": "string", "enum": ["ok", "poisoned"]},
                 "message": {"type": "string"},
+                "sync": {"type": "string", "enum": ["data", "all", "none_unsafe"]},
                 "compaction": {
                     "type": "object",
                     "properties": {

@@ -475,7 +475,8 @@ async fn dlq_resolve(
 }
 
 /// 200 `{"status":"ok"}`; 200 `{"status":"warning"}` while compaction keeps failing (money
-/// still moves, but the log grows until it succeeds); 503 `{"status":"degraded"}` while the
+/// still moves, but the log grows until it succeeds) or the log is never synced (`"sync":
+/// "none_unsafe"`, benchmarks only); 503 `{"status":"degraded"}` while the
 /// log is poisoned (reads still answer; changes are refused until the engine is reopened).
 /// Every answer carries the compaction status.
 async fn healthz(State(app): State<App>) -> Response {
@@ -491,19 +492,26 @@ async fn healthz(State(app): State<App>) -> Response {
         "last_success_at_ms": compaction.last_success_at_ms,
         "checkpoint_lsn": compaction.checkpoint_lsn,
     });
+    let sync = match engine.sync_mode() {
+        intent_log::SyncMode::Data => "data",
+        intent_log::SyncMode::All => "all",
+        intent_log::SyncMode::NoSyncBenchmarkOnly => "none_unsafe",
+    };
     if engine.is_log_poisoned() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "degraded", "log": "poisoned", "message": LOG_REFUSED_MESSAGE, "compaction": compaction_json})),
+            Json(json!({"status": "degraded", "log": "poisoned", "message": LOG_REFUSED_MESSAGE, "sync": sync, "compaction": compaction_json})),
         )
             .into_response();
     }
-    let status = if compaction.consecutive_failures > 0 {
+    // Unsynced acknowledgements (benchmarks only) are a warning every probe shows.
+    let status = if compaction.consecutive_failures > 0 || sync == "none_unsafe" {
         "warning"
     } else {
         "ok"
     };
-    Json(json!({"status": status, "log": "ok", "compaction": compaction_json})).into_response()
+    Json(json!({"status": status, "log": "ok", "sync": sync, "compaction": compaction_json}))
+        .into_response()
 }
 
 /// Opens the engine on `data` with `config`. A reopen after a poisoned log never salvages:
@@ -835,10 +843,24 @@ mod tests {
         String,
         tokio::task::JoinHandle<()>,
     ) {
-        let directory = tempfile::tempdir().expect("temporary directory");
         // Connectors point at a closed port: nothing is dispatched successfully, which is
         // fine for testing the API surface.
-        let config = ServeConfig::defaults("http://127.0.0.1:9", "http://127.0.0.1:9");
+        start_with(ServeConfig::defaults(
+            "http://127.0.0.1:9",
+            "http://127.0.0.1:9",
+        ))
+        .await
+    }
+
+    async fn start_with(
+        config: ServeConfig,
+    ) -> (
+        tempfile::TempDir,
+        Engine,
+        String,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let directory = tempfile::tempdir().expect("temporary directory");
         let (engine, _) = Engine::open(
             config.engine_config(directory.path()).expect("config"),
             config.connector_settings().expect("connectors"),
@@ -859,6 +881,41 @@ mod tests {
             let _ = axum::serve(listener, router(app)).await;
         });
         (directory, engine, base, server)
+    }
+
+    /// `/healthz` says how the log syncs and how compaction fares; an unsynced log (the
+    /// benchmark-only opt-in) is a warning on every probe (issue 9, defect 8).
+    #[tokio::test]
+    async fn healthz_reports_sync_and_compaction() {
+        let health = |base: String| async move {
+            let answer = reqwest::get(format!("{base}/healthz"))
+                .await
+                .expect("healthz");
+            assert_eq!(answer.status().as_u16(), 200);
+            answer.json::<Value>().await.expect("json")
+        };
+        let (_directory, engine, base, server) = start().await;
+        let body = health(base).await;
+        assert_eq!(
+            (&body["status"], &body["sync"], &body["compaction"]["state"]),
+            (&json!("ok"), &json!("data"), &json!("ok")),
+            "{body}"
+        );
+        engine.shutdown().await;
+        server.abort();
+
+        let mut config = ServeConfig::defaults("http://127.0.0.1:9", "http://127.0.0.1:9");
+        config.sync = "none".to_string();
+        config.unsafe_no_sync_benchmark_only = true;
+        let (_directory, engine, base, server) = start_with(config).await;
+        let body = health(base).await;
+        assert_eq!(
+            (&body["status"], &body["sync"]),
+            (&json!("warning"), &json!("none_unsafe")),
+            "{body}"
+        );
+        engine.shutdown().await;
+        server.abort();
     }
 
     #[tokio::test]

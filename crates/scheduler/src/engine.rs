@@ -824,6 +824,12 @@ impl Engine {
         self.inner.compact().await
     }
 
+    /// How the log makes an append durable (`NoSyncBenchmarkOnly` breaks G1; `/healthz`
+    /// says so).
+    pub fn sync_mode(&self) -> intent_log::SyncMode {
+        self.inner.config.log.sync_mode
+    }
+
     /// How compaction has fared: counts, the last error, when it is retried.
     pub fn compaction_status(&self) -> CompactionStatus {
         lock(&self.inner.compaction).clone()
