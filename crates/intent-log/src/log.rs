@@ -13,7 +13,7 @@ use crate::format::{SegmentHeader, SEGMENT_HEADER_BYTES};
 use crate::fs::{FileSystem, LockGuard, StdFileSystem};
 use crate::options::Options;
 use crate::reader::LogReader;
-use crate::recovery::{recover, Action, Expectations, RecoveryReport, SegmentInfo};
+use crate::recovery::{recover, Action, Expectations, Recovered, RecoveryReport, SegmentInfo};
 use crate::stats::{LogStats, Stats};
 use crate::writer::{create_segment, request_bytes, AppendRequest, Request, Writer};
 
@@ -503,6 +503,11 @@ pub fn verify_with(
     dir: &Path,
     record_bytes_max: usize,
 ) -> Result<RecoveryReport> {
+    verify_only(fs, dir, record_bytes_max).map(|recovered| recovered.report)
+}
+
+/// Recovery's verifying pass: changes nothing, expects nothing of the caller.
+fn verify_only(fs: &dyn FileSystem, dir: &Path, record_bytes_max: usize) -> Result<Recovered> {
     recover(
         fs,
         dir,
@@ -510,7 +515,6 @@ pub fn verify_with(
         Action::VerifyOnly,
         Expectations::default(),
     )
-    .map(|recovered| recovered.report)
 }
 
 /// Reads a log directory without opening it for writing (for `wal dump` and tools): every
@@ -521,13 +525,7 @@ pub fn read_dir(
     from_lsn: u64,
     record_bytes_max: usize,
 ) -> Result<LogReader> {
-    let recovered = recover(
-        fs.as_ref(),
-        dir,
-        record_bytes_max,
-        Action::VerifyOnly,
-        Expectations::default(),
-    )?;
+    let recovered = verify_only(fs.as_ref(), dir, record_bytes_max)?;
     let last = recovered.report.next_lsn.saturating_sub(1);
     Ok(LogReader::new(
         fs,
@@ -546,13 +544,7 @@ pub fn replay_dir(
     dir: &Path,
     record_bytes_max: usize,
 ) -> Result<(RecoveryReport, Replay)> {
-    let recovered = recover(
-        fs.as_ref(),
-        dir,
-        record_bytes_max,
-        Action::VerifyOnly,
-        Expectations::default(),
-    )?;
+    let recovered = verify_only(fs.as_ref(), dir, record_bytes_max)?;
     let report = recovered.report;
     let checkpoint = match &report.checkpoint {
         Some(info) => Some(CheckpointReader::open(fs.as_ref(), &info.path, info.lsn)?),
