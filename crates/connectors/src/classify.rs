@@ -54,7 +54,6 @@ impl RawResponse {
 
 /// How a request failed below HTTP, classified by whether it could have reached the server.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum TransportFault {
     /// The connection was never made (refused, no route, DNS failure, connect timeout):
     /// not one byte of the request reached the server.

@@ -9,7 +9,6 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 /// A local rejection. Never contains an API key.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum Error {
     /// The connector has no operation of that name.
     #[error("connector {connector} has no operation {operation:?}")]

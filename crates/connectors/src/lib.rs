@@ -43,6 +43,8 @@ pub mod classify;
 pub mod config;
 pub mod connector;
 pub mod error;
+/// Entry points for the fuzz targets (`fuzz/`): only with the `testing` feature.
+#[cfg(any(test, feature = "testing"))]
 pub mod fuzzing;
 pub mod http;
 pub mod keys;

@@ -75,7 +75,6 @@ pub enum RetryScope {
 
 /// What one dispatch came to. The scheduler acts on the variant and never on HTTP codes.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-#[non_exhaustive]
 pub enum Outcome {
     /// Executed; `result` is the provider's resource (a bet, an escrow, an execution).
     Success {
@@ -164,7 +163,6 @@ impl Outcome {
 
 /// The provider's view of a resource found by a status check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[non_exhaustive]
 pub enum RemoteStatus {
     /// Done (bet `complete`, execution `succeeded`, escrow in the target state).
     Complete,
@@ -176,7 +174,6 @@ pub enum RemoteStatus {
 
 /// What a status check came to.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-#[non_exhaustive]
 pub enum StatusCheck {
     /// The provider has it: adopt `result`.
     Found {

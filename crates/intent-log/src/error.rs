@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 /// Everything that can go wrong in the log.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum Error {
     /// An operating-system call failed. `op` names what the log was doing.
     #[error("I/O error while {op} {path}: {source}")]

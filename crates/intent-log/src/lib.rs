@@ -26,11 +26,15 @@ pub mod codec;
 mod error;
 pub mod format;
 mod fs;
+/// Entry points for the fuzz targets (`fuzz/`): only with the `testing` feature.
+#[cfg(any(test, feature = "testing"))]
 pub mod fuzzing;
 mod log;
 mod options;
 mod reader;
 mod recovery;
+/// A simulated file system for crash tests: only with the `testing` feature.
+#[cfg(any(test, feature = "testing"))]
 pub mod sim_fs;
 mod stats;
 mod writer;

@@ -369,7 +369,8 @@ impl ConnectorConfig {
     fn key_lifetime_ms(&self) -> u64 {
         match self.key_lifetime_hours {
             Some(hours) => hours.saturating_mul(MS_PER_HOUR),
-            None => scheduler::policy::millis(connectors::config::KEY_LIFETIME_DEFAULT),
+            None => u64::try_from(connectors::config::KEY_LIFETIME_DEFAULT.as_millis())
+                .unwrap_or(u64::MAX),
         }
     }
 
@@ -752,7 +753,7 @@ window_ms = 3600000
         }
         assert_eq!(
             HISTORY_RETENTION_HOURS_DEFAULT * MS_PER_HOUR,
-            scheduler::engine::HISTORY_RETENTION_MS_DEFAULT
+            scheduler::HISTORY_RETENTION_MS_DEFAULT
         );
     }
 }

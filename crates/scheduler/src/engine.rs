@@ -116,8 +116,7 @@ pub struct EngineConfig {
     /// Tests on tokio's paused clock only: while the engine waits for the log's writer
     /// thread, hold the clock still (a blocking task inhibits auto-advance), so simulated
     /// time does not race ahead of real I/O.
-    #[doc(hidden)]
-    pub hold_paused_clock_during_io: bool,
+    pub(crate) hold_paused_clock_during_io: bool,
 }
 
 impl EngineConfig {
@@ -860,9 +859,9 @@ impl Engine {
         }
     }
 
-    /// For tests and diagnostics: (driver still running, intents in flight, timers set).
-    #[doc(hidden)]
-    pub fn debug_driver(&self) -> (bool, usize, usize) {
+    /// Tests: (driver still running, intents in flight, timers set).
+    #[cfg(test)]
+    pub(crate) fn debug_driver(&self) -> (bool, usize, usize) {
         let alive = lock(&self.driver)
             .as_ref()
             .is_some_and(|driver| !driver.is_finished());
@@ -885,9 +884,11 @@ impl Engine {
         lock(&self.inner.state).worker_starts
     }
 
-    /// Simulates `kill -9` for tests: stops the driver at once without draining. Work in
-    /// flight is abandoned where it is (its log appends fail once the log is gone).
-    #[doc(hidden)]
+    /// Stops at once, without draining, as `kill -9` would: the driver and workers are
+    /// aborted where they are (their log appends fail once the log is closed), the log is
+    /// closed and the index released unflushed. `serve` uses it after a poisoned engine
+    /// does not shut down in time; tests use it as a crash. Recovery on the next open
+    /// treats what was in flight as ambiguous (G3).
     pub fn kill(&self) {
         self.inner.shutting_down.store(true, Ordering::Release);
         if let Some(driver) = lock(&self.driver).take() {
@@ -1503,7 +1504,6 @@ async fn work_on(inner: &Arc<Inner>, id: IntentId) -> Result<Step> {
                     StatusCheck::Unknown { reason } => {
                         ("unknown", Some(crate::intent::Reason::from_detail(reason)))
                     }
-                    _ => ("unknown", None),
                 };
                 tracing::info!(
                     result,

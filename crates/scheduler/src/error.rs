@@ -4,7 +4,6 @@
 use crate::intent::{IntentId, StateName};
 
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum Error {
     /// The same idempotency key was submitted with a different payload (G4). Nothing was
     /// recorded.

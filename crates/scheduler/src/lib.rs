@@ -8,26 +8,29 @@
 //! policies, `guards.rs` spending guards, `index.rs` the sled index behind `StateStore`,
 //! `history.rs` the index's history retention.
 
-pub mod clock;
-pub mod engine;
-pub mod error;
-pub mod guards;
-pub(crate) mod history;
-pub mod index;
-pub mod intent;
+mod clock;
+mod engine;
+mod error;
+mod guards;
+mod history;
+mod index;
+mod intent;
 pub mod machine;
-pub mod policy;
+mod policy;
 pub mod record;
 
 pub use clock::Clock;
 pub use engine::{
-    ConnectorSettings, Engine, EngineConfig, ListFilter, OpenReport, SubmitRequest, Submitted,
-    PARAMS_BYTES_MAX,
+    CompactionReport, CompactionStatus, ConnectorSettings, Engine, EngineConfig, ListFilter,
+    OpenReport, SubmitRequest, Submitted, HISTORY_RETENTION_MS_DEFAULT, PARAMS_BYTES_MAX,
 };
 pub use error::{Error, Result};
 pub use guards::SpendingGuard;
 pub use index::{SledStore, StateStore};
-pub use intent::{Attempt, Intent, IntentId, IntentSpec, Reason, State, StateName};
+pub use intent::{
+    truncated_json, Attempt, Intent, IntentId, IntentSpec, Reason, State, StateName,
+    REASON_DETAILS_BYTES_MAX, REASON_MESSAGE_BYTES_MAX, TRUNCATED_JSON_BYTES_MAX,
+};
 pub use policy::{RetryPolicy, StatusCheckPolicy};
 
 #[cfg(test)]

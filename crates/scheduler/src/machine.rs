@@ -198,12 +198,6 @@ pub fn after_outcome(intent: &Intent, outcome: &Outcome, context: Context<'_>) -
             due_ms: now,
             resend_allowed: false,
         }),
-        // A class this engine does not know yet: the conservative reading is "may have run".
-        _ => Decision::to(State::Ambiguous {
-            checks: 0,
-            due_ms: now,
-            resend_allowed: true,
-        }),
     }
 }
 
@@ -262,7 +256,6 @@ pub fn after_status_check(intent: &Intent, check: &StatusCheck, context: Context
             before_dispatch(&pending, Context { now_ms: due_ms, ..context }).unwrap_or(State::Pending { due_ms })
         }
         StatusCheck::Unknown { reason } => check_again(&format!("{}: {}", reason.code, reason.message)),
-        _ => check_again("an answer this engine does not know"),
     };
     Decision::to(next)
 }

@@ -41,7 +41,6 @@ const PAYMENTS_ROUTE: &str = "POST /v1/payments";
 
 /// Options of an Aeeron server (none yet; kept so options can be added without breaking callers).
 #[derive(Clone, Debug, Default)]
-#[non_exhaustive]
 pub struct AeeronOptions {}
 
 /// The Aeeron simulator. See `docs/connectors.md` ("Aeeron action API") for the routes.

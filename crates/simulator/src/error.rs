@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 /// Everything the simulator library can fail with.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum Error {
     /// Binding or inspecting the listening socket failed.
     #[error("cannot listen on {address}: {source}")]

@@ -3,7 +3,6 @@
 // Test helpers outside #[test] functions: a failed unwrap is a failed test, which is the point.
 #![allow(clippy::unwrap_used)]
 
-mod fuzz_corpus;
 mod logs;
 mod raw_tcp;
 mod simulator_aeeron;
