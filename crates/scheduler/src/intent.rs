@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::record::AttemptOutcome;
+
 /// Most bytes of a provider's error message kept in a [`Reason`].
 pub const REASON_MESSAGE_BYTES_MAX: usize = 2 * 1024;
 /// Most bytes of a provider's structured error details kept in a [`Reason`] (as JSON);
@@ -293,9 +295,8 @@ pub struct Attempt {
     pub number: u32,
     pub started_at_ms: u64,
     pub finished_at_ms: Option<u64>,
-    /// The outcome class (`success`, `ambiguous`, ...); `None` while in flight or when a
-    /// crash cut it short.
-    pub outcome: Option<String>,
+    /// The outcome class; `None` while in flight or when a crash cut it short.
+    pub outcome: Option<AttemptOutcome>,
     pub detail: Option<Reason>,
 }
 
@@ -347,7 +348,7 @@ impl Intent {
         self.attempts
             .iter()
             .skip(self.attempt_budget_start as usize)
-            .filter(|attempt| attempt.outcome.as_deref() != Some("already_done"))
+            .filter(|attempt| attempt.outcome != Some(AttemptOutcome::AlreadyDone))
             .count() as u32
     }
 

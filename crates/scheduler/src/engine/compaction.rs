@@ -17,6 +17,7 @@
 //! checkpoint and reads the records after `C`, which no deletion touches. A failure at any
 //! step leaves memory as it was, is logged and counted, and is retried with backoff.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::{lock, Inner};
@@ -242,4 +243,41 @@ impl Inner {
             }
         }
     }
+}
+
+/// Starts a compaction in the background when the log passed the threshold and doubled
+/// since the last one (what compaction keeps can itself exceed the threshold), unless one
+/// runs or a failed one is still backing off. The driver goes on driving meanwhile.
+pub(super) fn maybe_compact(inner: &Arc<Inner>, now: u64) {
+    let log_bytes = inner.log.stats().log_bytes;
+    let floor = inner
+        .compacted_bytes
+        .load(Ordering::Relaxed)
+        .saturating_mul(2);
+    if log_bytes <= inner.config.compact_log_bytes || log_bytes <= floor {
+        return;
+    }
+    if lock(&inner.compaction)
+        .retry_at_ms
+        .is_some_and(|retry_at| retry_at > now)
+    {
+        return;
+    }
+    if inner.compacting.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let task_inner = inner.clone();
+    // Counted as a worker so `shutdown` waits for it (it holds the log's directory).
+    inner.workers.fetch_add(1, Ordering::AcqRel);
+    let handle = tokio::spawn(async move {
+        // The outcome is recorded in `compaction` and logged there.
+        if task_inner.compact().await.is_err() {
+            task_inner.wake.notify_one();
+        }
+        task_inner.compacting.store(false, Ordering::Release);
+        if task_inner.workers.fetch_sub(1, Ordering::AcqRel) == 1 {
+            task_inner.workers_done.notify_waiters();
+        }
+    });
+    lock(&inner.worker_handles).push(handle.abort_handle());
 }

@@ -696,7 +696,7 @@ fn put_finished_bets(store: &SledStore, numbers: std::ops::Range<u64>) -> u64 {
             number: 1,
             started_at_ms: submitted_at_ms + 1,
             finished_at_ms: Some(submitted_at_ms + 120),
-            outcome: Some("success".into()),
+            outcome: Some(crate::record::AttemptOutcome::Success),
             detail: None,
         });
         intent.resource_id = Some(format!("bet_{number:010}"));

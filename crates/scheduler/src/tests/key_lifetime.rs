@@ -238,7 +238,7 @@ fn sent_once_at_zero() -> Intent {
         number: 1,
         started_at_ms: 0,
         finished_at_ms: Some(0),
-        outcome: Some("ambiguous".into()),
+        outcome: Some(crate::record::AttemptOutcome::Ambiguous),
         detail: None,
     });
     intent

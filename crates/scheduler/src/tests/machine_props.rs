@@ -112,7 +112,7 @@ proptest! {
                     let Some(outcome) = outcomes.next() else { break };
                     let attempt = intent.attempts.len() as u32 + 1;
                     prop_assert!(intent.attempts_in_budget() < retry.attempts_max);
-                    intent.attempts.push(Attempt { number: attempt, started_at_ms: now, finished_at_ms: Some(now), outcome: Some(outcome.kind().into()), detail: None });
+                    intent.attempts.push(Attempt { number: attempt, started_at_ms: now, finished_at_ms: Some(now), outcome: Some(crate::record::AttemptOutcome::of(&outcome)), detail: None });
                     possibly_executed = matches!(outcome, Outcome::Success { .. } | Outcome::Ambiguous { .. } | Outcome::AlreadyDone { .. } | Outcome::ExecutionFailed { .. });
                     let decision = machine::after_outcome(&intent, &outcome, context);
                     match (&outcome, &decision.next) {
@@ -241,7 +241,7 @@ fn operator_retry_starts_a_fresh_deadline() {
             id,
             attempt: 1,
             at_ms: 2_000,
-            outcome: "retryable".into(),
+            outcome: crate::record::AttemptOutcome::Retryable,
             detail: None,
             resource_id: None,
             next: State::DeadLettered {
@@ -255,7 +255,7 @@ fn operator_retry_starts_a_fresh_deadline() {
         records.push(Record::Operator {
             id,
             at_ms,
-            action: "retry".into(),
+            action: crate::record::OperatorAction::Retry,
             next: machine::operator_retry(&dead, at_ms).unwrap(),
         });
         folded(records)

@@ -1,6 +1,5 @@
-//! The state machine as pure code: given an intent, what happened and the time, decide the
-//! next state. No I/O, no clock, no randomness of its own (the jitter `unit` is passed
-//! in), so property tests can drive it millions of times and replays never re-decide.
+//! The decisions: given an intent, what happened and the time, the next state. `step.rs`
+//! turns each into the records to log and the actions to perform.
 //!
 //! The scheduler acts on the connector's classification (`connectors::Outcome`) and never
 //! on HTTP status codes (STYLE.md rule 5).
@@ -8,21 +7,9 @@
 use connectors::{Outcome, RemoteStatus, RetryScope, StatusCheck};
 
 use crate::intent::{Intent, Reason, State, StateName};
-use crate::policy::{millis, RetryPolicy, StatusCheckPolicy};
+use crate::policy::millis;
 
-/// The inputs a decision may depend on besides the intent.
-#[derive(Clone, Copy, Debug)]
-pub struct Context<'a> {
-    pub retry: &'a RetryPolicy,
-    pub checks: &'a StatusCheckPolicy,
-    /// How long the provider remembers an idempotency key.
-    pub key_lifetime_ms: u64,
-    /// No re-send starts later than this before the key lifetime ends.
-    pub key_lifetime_margin_ms: u64,
-    pub now_ms: u64,
-    /// A uniform random number in [0, 1) for jitter.
-    pub unit: f64,
-}
+use super::Context;
 
 /// A decision: the next state, and whether the whole connector must pause (a 429).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,0 +1,71 @@
+//! The driver loop: wakes at the earliest timer or when notified, starts a worker for
+//! each intent that is due (unless its connector is paused), and starts compaction when
+//! the log has grown.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::worker::work;
+use super::{compaction, lock, Inner};
+
+/// The driver loop: wakes at the earliest timer or when notified, starts due work.
+pub(super) async fn drive(inner: Arc<Inner>) {
+    loop {
+        if inner.shutting_down.load(Ordering::Acquire) {
+            return;
+        }
+        if inner.log.is_poisoned() {
+            tracing::error!("the write-ahead log is poisoned: the engine stops driving intents until it is reopened");
+            return;
+        }
+        let now = inner.clock.now_ms();
+        let mut ready = Vec::new();
+        let next_due = {
+            let mut state = lock(&inner.state);
+            while let Some(&(due, id)) = state.timers.first() {
+                // Timers are wake-ups, not decisions (see below).
+                if due > now {
+                    break;
+                }
+                state.timers.pop_first();
+                let Some(intent) = state.folded.intents.get(&id) else {
+                    continue;
+                };
+                // A timer is only a wake-up: the intent's own due time decides. A timer set
+                // for an older state, or deferred by a connector pause, is harmless.
+                if intent.state.due_ms().is_none_or(|own_due| own_due > now)
+                    || state.in_flight.contains(&id)
+                {
+                    continue;
+                }
+                if let Some(&until) = state.folded.paused_until_ms.get(&intent.spec.connector) {
+                    if until > now {
+                        state.timers.insert((until, id));
+                        continue;
+                    }
+                }
+                state.in_flight.insert(id);
+                ready.push(id);
+            }
+            state.timers.first().map(|(due, _)| *due)
+        };
+        if !ready.is_empty() {
+            let mut handles = lock(&inner.worker_handles);
+            handles.retain(|handle| !handle.is_finished());
+            for id in ready {
+                inner.workers.fetch_add(1, Ordering::AcqRel);
+                handles.push(tokio::spawn(work(inner.clone(), id)).abort_handle());
+            }
+        }
+        compaction::maybe_compact(&inner, now);
+        let sleep = match next_due {
+            Some(due) => tokio::time::sleep_until(inner.clock.instant_at(due)),
+            None => tokio::time::sleep(Duration::from_secs(3600)),
+        };
+        tokio::select! {
+            _ = inner.wake.notified() => {}
+            _ = sleep => {}
+        }
+    }
+}

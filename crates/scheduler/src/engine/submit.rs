@@ -1,0 +1,176 @@
+//! Accepting an intent: validated, deduplicated by key (G4), checked against the spending
+//! guard, and durable in the log before `submit` returns (G1).
+
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::Ordering;
+
+use connectors::{canonical_json, IdempotencyKey};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::{lock, Engine, PARAMS_BYTES_MAX};
+use crate::error::{Error, Result};
+use crate::intent::{Intent, IntentId, IntentSpec};
+use crate::machine;
+
+/// Concurrent submits (and agent and operator actions) are serialised per key through
+/// this many locks.
+pub(super) const SUBMIT_LOCKS: usize = 64;
+
+/// What an agent submits.
+#[derive(Clone, Debug)]
+pub struct SubmitRequest {
+    pub connector: String,
+    pub operation: String,
+    pub params: Value,
+    /// The agent's key; a random one is made when absent.
+    pub idempotency_key: Option<String>,
+}
+
+/// What `submit` returns: the intent, and whether this call created it (false for a
+/// replayed key with the same payload, G4).
+#[derive(Clone, Debug)]
+pub struct Submitted {
+    pub intent: Intent,
+    pub created: bool,
+}
+
+impl Engine {
+    /// Records an intent durably (G1) and returns it; the engine then drives it. A replayed
+    /// key with the same payload returns the existing intent; with another payload it is
+    /// an `IdempotencyConflict` and nothing is recorded (G4). Bad input is rejected before
+    /// the log (G8).
+    pub async fn submit(&self, request: SubmitRequest) -> Result<Submitted> {
+        let inner = &self.inner;
+        if inner.shutting_down.load(Ordering::Acquire) {
+            return Err(Error::ShutDown);
+        }
+        let entry = inner
+            .connectors
+            .get(&request.connector)
+            .ok_or_else(|| Error::UnknownConnector(request.connector.clone()))?;
+        entry
+            .settings
+            .connector
+            .validate(&request.operation, &request.params)
+            .map_err(|error| Error::InvalidInput(error.to_string()))?;
+        let params_json = canonical_json(&request.params);
+        if params_json.len() > PARAMS_BYTES_MAX {
+            return Err(Error::InvalidInput(format!(
+                "params are {} bytes, at most {PARAMS_BYTES_MAX}",
+                params_json.len()
+            )));
+        }
+        let key = match request.idempotency_key {
+            Some(key) => {
+                IdempotencyKey::new(key).map_err(|error| Error::InvalidInput(error.to_string()))?
+            }
+            None => IdempotencyKey::random(),
+        };
+        let key = key.as_str().to_string();
+        let payload = payload_sha256(&request.connector, &request.operation, &params_json);
+        let map_key = (request.connector.clone(), key.clone());
+        let amount = amount_micros(&request.params);
+        let _serial = inner.submit_locks[shard(&map_key)].lock().await;
+        let now = inner.clock.now_ms();
+        // The amount reserved in the spending window, if the connector has a guard.
+        let reserved = {
+            let mut state = lock(&inner.state);
+            if let Some(id) = state.keys.get(&map_key).copied() {
+                if let Some(existing) = state.folded.intents.get(&id) {
+                    if existing.spec.payload_sha256 == payload {
+                        return Ok(Submitted {
+                            intent: existing.clone(),
+                            created: false,
+                        });
+                    }
+                    return Err(Error::IdempotencyConflict { key, existing: id });
+                }
+            }
+            match (&entry.settings.guard, amount) {
+                (Some(guard), Some(micros)) => {
+                    // Check and reserve under one lock: concurrent submits with other keys
+                    // see this amount at once, not only after its append is synced.
+                    let window = state.windows.entry(request.connector.clone()).or_default();
+                    window
+                        .check(guard, now, micros)
+                        .map_err(Error::SpendingLimit)?;
+                    window.record(now, micros);
+                    Some(micros)
+                }
+                _ => None,
+            }
+        };
+        let spec = IntentSpec {
+            id: IntentId::random(),
+            connector: request.connector,
+            operation: request.operation,
+            params_json,
+            idempotency_key: key,
+            payload_sha256: payload,
+            amount_micros: amount,
+            submitted_at_ms: now,
+        };
+        let id = spec.id;
+        let connector = spec.connector.clone();
+        let accepted = machine::submitted(spec);
+        let mut logged = Ok(());
+        for record in accepted.records {
+            logged = inner.log_and_apply(record).await.map(drop);
+            if logged.is_err() {
+                break;
+            }
+        }
+        if let Err(error) = logged {
+            // Not recorded: give the reservation back. (A submit cancelled while its append
+            // is under way keeps it: the record may be durable, and over-counting is the
+            // safe side of a spending limit; it expires with the window.)
+            if let Some(micros) = reserved {
+                if let Some(window) = lock(&inner.state).windows.get_mut(&connector) {
+                    window.release(now, micros);
+                }
+            }
+            return Err(error);
+        }
+        // Its timer (due now): `perform_in_memory` also wakes the driver.
+        inner.perform_in_memory(id, accepted.actions);
+        let intent = self
+            .get(id)
+            .ok_or_else(|| Error::NotFound(id.to_string()))?;
+        tracing::info!(intent = %id, key = %intent.spec.idempotency_key, connector = %intent.spec.connector, "accepted");
+        Ok(Submitted {
+            intent,
+            created: true,
+        })
+    }
+}
+
+fn payload_sha256(connector: &str, operation: &str, params_json: &str) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(connector.as_bytes());
+    hasher.update([0]);
+    hasher.update(operation.as_bytes());
+    hasher.update([0]);
+    hasher.update(params_json.as_bytes());
+    hasher.finalize().into()
+}
+
+/// The amount an intent moves, for spending guards: `params.amount`, else Aeeron's
+/// `params.budget.amount` (the most it may spend).
+fn amount_micros(params: &Value) -> Option<u64> {
+    let text = params.get("amount").and_then(Value::as_str).or_else(|| {
+        params
+            .get("budget")
+            .and_then(|budget| budget.get("amount"))
+            .and_then(Value::as_str)
+    })?;
+    connectors::amount::Amount::parse(text)
+        .ok()
+        .map(|amount| amount.micros)
+}
+
+pub(super) fn shard<T: Hash>(value: &T) -> usize {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    value.hash(&mut hasher);
+    (hasher.finish() as usize) % SUBMIT_LOCKS
+}
