@@ -143,7 +143,10 @@ fn history(intent: &Intent) -> Vec<(String, String)> {
         .iter()
         .map(|attempt| {
             (
-                attempt.outcome.clone().unwrap_or_default(),
+                attempt
+                    .outcome
+                    .map(|outcome| outcome.as_str().to_string())
+                    .unwrap_or_default(),
                 attempt
                     .detail
                     .as_ref()

@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use super::{lock, Inner};
 use crate::error::{Error, Result};
+use crate::index::StateStore;
 use crate::intent::{Intent, State};
 use crate::record::{Record, RECORD_KIND};
 
@@ -63,6 +64,19 @@ struct Captured {
     keep: Vec<Intent>,
     evict: Vec<Intent>,
     pauses: Vec<(String, u64)>,
+}
+
+/// Step 3: the evicted intents' history is in the index (flushed) before the log
+/// forgets it.
+async fn put_in_index(store: Arc<dyn StateStore>, evicted: Vec<Intent>) -> Result<()> {
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        for intent in &evicted {
+            store.put(intent, intent.last_lsn)?;
+        }
+        store.flush()
+    })
+    .await
+    .map_err(task_error)?
 }
 
 fn task_error(error: tokio::task::JoinError) -> Error {
@@ -129,38 +143,10 @@ impl Inner {
         }
         let store = self.store();
         if let Some(store) = store.clone() {
-            // The evicted intents' history must be in the index before the log forgets it.
-            let evicted = captured.evict.clone();
-            tokio::task::spawn_blocking(move || -> Result<()> {
-                for intent in &evicted {
-                    store.put(intent, intent.last_lsn)?;
-                }
-                store.flush()
-            })
-            .await
-            .map_err(task_error)??;
+            put_in_index(store, captured.evict.clone()).await?;
         }
-        let mut entries = Vec::with_capacity(captured.pauses.len() + captured.keep.len());
-        for (connector, until_ms) in &captured.pauses {
-            let record = Record::ConnectorPaused {
-                connector: connector.clone(),
-                until_ms: *until_ms,
-            };
-            entries.push((RECORD_KIND, record.encode()?));
-        }
-        for intent in &captured.keep {
-            entries.push((
-                RECORD_KIND,
-                Record::Snapshot(Box::new(intent.clone())).encode()?,
-            ));
-        }
-        let inner = self.clone();
+        self.write_checkpoint(&captured).await?;
         let lsn = captured.lsn;
-        tokio::task::spawn_blocking(move || {
-            inner.log.write_checkpoint(lsn, &mut entries.into_iter())
-        })
-        .await
-        .map_err(task_error)??;
         self.evict(&captured.evict);
         let inner = self.clone();
         let deleted_segments =
@@ -173,15 +159,7 @@ impl Inner {
         );
         // Step 7: history older than the history retention leaves the index.
         let pruned = match store {
-            Some(store) => {
-                let now = self.clock.now_ms();
-                let retention = self.config.history_retention_ms;
-                tokio::task::spawn_blocking(move || {
-                    crate::history::prune_history(store.as_ref(), now, retention)
-                })
-                .await
-                .map_err(task_error)??
-            }
+            Some(store) => self.prune_history(store).await?,
             None => 0,
         };
         Ok(CompactionReport {
@@ -191,6 +169,42 @@ impl Inner {
             deleted_segments,
             pruned,
         })
+    }
+
+    /// Step 4: the checkpoint of what is kept (connector pauses, then intents), durable
+    /// when this returns (temp file, fsync, rename, directory fsync).
+    async fn write_checkpoint(self: &Arc<Inner>, captured: &Captured) -> Result<()> {
+        let mut entries = Vec::with_capacity(captured.pauses.len() + captured.keep.len());
+        for (connector, until_ms) in &captured.pauses {
+            let record = Record::ConnectorPaused {
+                connector: connector.clone(),
+                until_ms: *until_ms,
+            };
+            entries.push((RECORD_KIND, record.encode()?));
+        }
+        for intent in &captured.keep {
+            let record = Record::Snapshot(Box::new(intent.clone()));
+            entries.push((RECORD_KIND, record.encode()?));
+        }
+        let inner = self.clone();
+        let lsn = captured.lsn;
+        tokio::task::spawn_blocking(move || {
+            inner.log.write_checkpoint(lsn, &mut entries.into_iter())
+        })
+        .await
+        .map_err(task_error)??;
+        Ok(())
+    }
+
+    /// Step 7: history older than the history retention leaves the index.
+    async fn prune_history(&self, store: Arc<dyn StateStore>) -> Result<usize> {
+        let now = self.clock.now_ms();
+        let retention = self.config.history_retention_ms;
+        tokio::task::spawn_blocking(move || {
+            crate::history::prune_history(store.as_ref(), now, retention)
+        })
+        .await
+        .map_err(task_error)?
     }
 
     /// Step 2: under the append barrier, the state as of the last logged record.

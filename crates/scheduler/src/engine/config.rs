@@ -155,7 +155,10 @@ pub(super) fn register(
 /// the agent would see a new intent "succeed" without executing, or be refused. Retention
 /// counts from when an intent finished, which is after its last request, so retention >=
 /// lifetime means the provider has forgotten the key before the engine does.
-pub(super) fn check_key_lifetime(config: &EngineConfig, settings: &ConnectorSettings) -> Result<()> {
+pub(super) fn check_key_lifetime(
+    config: &EngineConfig,
+    settings: &ConnectorSettings,
+) -> Result<()> {
     let name = settings.connector.name();
     let lifetime_ms = settings.key_lifetime_ms();
     if lifetime_ms == 0 {

@@ -15,8 +15,8 @@ use tokio::sync::Notify;
 use super::state::EngineState;
 use super::submit::SUBMIT_LOCKS;
 use super::{
-    config, drive, hold_paused_clock, lock, CompactionStatus, ConnectorEntry,
-    ConnectorSettings, Engine, EngineConfig, Inner,
+    config, drive, hold_paused_clock, lock, CompactionStatus, ConnectorEntry, ConnectorSettings,
+    Engine, EngineConfig, Inner,
 };
 use crate::clock::Clock;
 use crate::error::{Error, Result};
@@ -53,7 +53,13 @@ impl Engine {
         let hold = hold_paused_clock(config.hold_paused_clock_during_io);
         let opened = open_storage(&config).await?;
         drop(hold);
-        let inner = Arc::new(Inner::new(config, connectors, opened.log, opened.state, opened.store));
+        let inner = Arc::new(Inner::new(
+            config,
+            connectors,
+            opened.log,
+            opened.state,
+            opened.store,
+        ));
         let recovered_in_flight = recover_in_flight(&inner).await?;
         let intents = {
             let mut state = lock(&inner.state);
@@ -157,7 +163,7 @@ impl Inner {
         Inner {
             log,
             connectors,
-            clock: config.clock.clone().unwrap_or_else(Clock::system),
+            clock: config.clock.unwrap_or_else(Clock::system),
             state: Mutex::new(state),
             rng: Mutex::new(SmallRng::seed_from_u64(seed)),
             wake: Notify::new(),

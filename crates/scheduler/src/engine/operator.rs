@@ -31,7 +31,8 @@ impl Engine {
         note: String,
         evidence: Option<String>,
     ) -> Result<Intent> {
-        self.act(id, Event::OperatorResolve { note, evidence }).await
+        self.act(id, Event::OperatorResolve { note, evidence })
+            .await
     }
 
     /// One agent or operator event on an intent in memory, serialised with submits of the

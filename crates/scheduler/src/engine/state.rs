@@ -9,13 +9,13 @@ use rand::Rng;
 use tokio::sync::oneshot;
 
 use super::{hold_paused_clock, lock, ConnectorSettings, Inner};
-use crate::machine::{self, Action, Context, Event};
-use crate::policy::RetryPolicy;
-use crate::record::CheckResult;
 use crate::error::{Error, Result};
 use crate::guards::Window;
 use crate::index::StateStore;
 use crate::intent::{Intent, IntentId, State};
+use crate::machine::{self, Action, Context, Event};
+use crate::policy::RetryPolicy;
+use crate::record::CheckResult;
 use crate::record::{apply, Folded, Record, RECORD_KIND};
 
 /// Room left in a record beyond an intent's encoded size (enum tags, the format byte,
@@ -40,7 +40,12 @@ impl EngineState {
     /// Folds one record and keeps the derived indexes (keys, guard windows) in step. Used
     /// live and on replay; timers and waiters follow the machine's actions instead
     /// (`Inner::perform_in_memory`).
-    pub(super) fn apply(&mut self, lsn: u64, record: Record, live: bool) -> Result<Option<IntentId>> {
+    pub(super) fn apply(
+        &mut self,
+        lsn: u64,
+        record: Record,
+        live: bool,
+    ) -> Result<Option<IntentId>> {
         let submitted = match &record {
             Record::Submitted(spec) => Some(spec.clone()),
             Record::Snapshot(intent) if !self.folded.intents.contains_key(&intent.spec.id) => {
@@ -122,7 +127,11 @@ impl Inner {
 
     /// Performs the actions that only touch memory (timers, waiters, connector pauses) and
     /// returns the others in order.
-    pub(super) fn perform_in_memory(&self, id: IntentId, actions: Vec<Action>) -> Vec<ProviderCall> {
+    pub(super) fn perform_in_memory(
+        &self,
+        id: IntentId,
+        actions: Vec<Action>,
+    ) -> Vec<ProviderCall> {
         let mut remote = Vec::new();
         for action in actions {
             match action {
@@ -139,8 +148,15 @@ impl Inner {
                 }
                 // The `ConnectorPaused` record already holds the pause (the driver reads it
                 // before starting any of the connector's intents); this is for the log.
-                Action::PauseConnector { connector, until_ms } => {
-                    tracing::warn!(connector, until_ms, "provider throttling: the whole connector pauses");
+                Action::PauseConnector {
+                    connector,
+                    until_ms,
+                } => {
+                    tracing::warn!(
+                        connector,
+                        until_ms,
+                        "provider throttling: the whole connector pauses"
+                    );
                 }
                 Action::Dispatch { attempt } => remote.push(ProviderCall::Dispatch { attempt }),
                 Action::CheckStatus => remote.push(ProviderCall::CheckStatus),
@@ -273,13 +289,25 @@ fn trace_record(record: &Record) {
     match record {
         Record::AttemptStarted { attempt, .. } => tracing::info!(attempt, "sending"),
         Record::AttemptFinished { outcome, next, .. } => {
-            tracing::info!(outcome = outcome.as_str(), next = next.name().as_str(), "attempt finished");
+            tracing::info!(
+                outcome = outcome.as_str(),
+                next = next.name().as_str(),
+                "attempt finished"
+            );
         }
-        Record::StatusChecked { result: CheckResult::NotSent, next, .. } => {
+        Record::StatusChecked {
+            result: CheckResult::NotSent,
+            next,
+            ..
+        } => {
             tracing::warn!(state = next.name().as_str(), "not sent");
         }
         Record::StatusChecked { result, next, .. } => {
-            tracing::info!(result = result.as_str(), next = next.name().as_str(), "status checked");
+            tracing::info!(
+                result = result.as_str(),
+                next = next.name().as_str(),
+                "status checked"
+            );
         }
         Record::Recovered { .. } => {
             tracing::warn!("caught in flight (a restart, or an outcome that could not be recorded): ambiguous until a status check decides");

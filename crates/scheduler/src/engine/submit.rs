@@ -8,7 +8,7 @@ use connectors::{canonical_json, IdempotencyKey};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::{lock, Engine, PARAMS_BYTES_MAX};
+use super::{lock, ConnectorSettings, Engine, PARAMS_BYTES_MAX};
 use crate::error::{Error, Result};
 use crate::intent::{Intent, IntentId, IntentSpec};
 use crate::machine;
@@ -49,79 +49,33 @@ impl Engine {
             .connectors
             .get(&request.connector)
             .ok_or_else(|| Error::UnknownConnector(request.connector.clone()))?;
-        entry
-            .settings
-            .connector
-            .validate(&request.operation, &request.params)
-            .map_err(|error| Error::InvalidInput(error.to_string()))?;
-        let params_json = canonical_json(&request.params);
-        if params_json.len() > PARAMS_BYTES_MAX {
-            return Err(Error::InvalidInput(format!(
-                "params are {} bytes, at most {PARAMS_BYTES_MAX}",
-                params_json.len()
-            )));
-        }
-        let key = match request.idempotency_key {
-            Some(key) => {
-                IdempotencyKey::new(key).map_err(|error| Error::InvalidInput(error.to_string()))?
-            }
-            None => IdempotencyKey::random(),
-        };
-        let key = key.as_str().to_string();
-        let payload = payload_sha256(&request.connector, &request.operation, &params_json);
-        let map_key = (request.connector.clone(), key.clone());
-        let amount = amount_micros(&request.params);
+        let checked = check_request(&entry.settings, request)?;
+        let map_key = (checked.connector.clone(), checked.key.clone());
         let _serial = inner.submit_locks[shard(&map_key)].lock().await;
         let now = inner.clock.now_ms();
-        // The amount reserved in the spending window, if the connector has a guard.
-        let reserved = {
-            let mut state = lock(&inner.state);
-            if let Some(id) = state.keys.get(&map_key).copied() {
-                if let Some(existing) = state.folded.intents.get(&id) {
-                    if existing.spec.payload_sha256 == payload {
-                        return Ok(Submitted {
-                            intent: existing.clone(),
-                            created: false,
-                        });
-                    }
-                    return Err(Error::IdempotencyConflict { key, existing: id });
-                }
+        let reserved = match self.existing_or_reserve(&entry.settings, &checked, now)? {
+            Admission::Existing(intent) => {
+                let intent = *intent;
+                return Ok(Submitted {
+                    intent,
+                    created: false,
+                });
             }
-            match (&entry.settings.guard, amount) {
-                (Some(guard), Some(micros)) => {
-                    // Check and reserve under one lock: concurrent submits with other keys
-                    // see this amount at once, not only after its append is synced.
-                    let window = state.windows.entry(request.connector.clone()).or_default();
-                    window
-                        .check(guard, now, micros)
-                        .map_err(Error::SpendingLimit)?;
-                    window.record(now, micros);
-                    Some(micros)
-                }
-                _ => None,
-            }
+            Admission::New { reserved_micros } => reserved_micros,
         };
         let spec = IntentSpec {
             id: IntentId::random(),
-            connector: request.connector,
-            operation: request.operation,
-            params_json,
-            idempotency_key: key,
-            payload_sha256: payload,
-            amount_micros: amount,
+            connector: checked.connector,
+            operation: checked.operation,
+            params_json: checked.params_json,
+            idempotency_key: checked.key,
+            payload_sha256: checked.payload,
+            amount_micros: checked.amount_micros,
             submitted_at_ms: now,
         };
         let id = spec.id;
         let connector = spec.connector.clone();
-        let accepted = machine::submitted(spec);
-        let mut logged = Ok(());
-        for record in accepted.records {
-            logged = inner.log_and_apply(record).await.map(drop);
-            if logged.is_err() {
-                break;
-            }
-        }
-        if let Err(error) = logged {
+        if let Err(error) = self.accept(spec).await {
             // Not recorded: give the reservation back. (A submit cancelled while its append
             // is under way keeps it: the record may be durable, and over-counting is the
             // safe side of a spending limit; it expires with the window.)
@@ -132,8 +86,6 @@ impl Engine {
             }
             return Err(error);
         }
-        // Its timer (due now): `perform_in_memory` also wakes the driver.
-        inner.perform_in_memory(id, accepted.actions);
         let intent = self
             .get(id)
             .ok_or_else(|| Error::NotFound(id.to_string()))?;
@@ -143,6 +95,106 @@ impl Engine {
             created: true,
         })
     }
+
+    /// Under the key's lock: the intent already submitted with this key (same payload), a
+    /// conflict (another payload), or admission, with the amount reserved in the spending
+    /// window when the connector has a guard. Check and reserve happen under one lock, so
+    /// concurrent submits with other keys see this amount at once, not only after its
+    /// append is synced.
+    fn existing_or_reserve(
+        &self,
+        settings: &ConnectorSettings,
+        checked: &CheckedRequest,
+        now: u64,
+    ) -> Result<Admission> {
+        let mut state = lock(&self.inner.state);
+        let map_key = (checked.connector.clone(), checked.key.clone());
+        if let Some(id) = state.keys.get(&map_key).copied() {
+            if let Some(existing) = state.folded.intents.get(&id) {
+                if existing.spec.payload_sha256 == checked.payload {
+                    return Ok(Admission::Existing(Box::new(existing.clone())));
+                }
+                let key = checked.key.clone();
+                return Err(Error::IdempotencyConflict { key, existing: id });
+            }
+        }
+        let reserved_micros = match (&settings.guard, checked.amount_micros) {
+            (Some(guard), Some(micros)) => {
+                let window = state.windows.entry(checked.connector.clone()).or_default();
+                window
+                    .check(guard, now, micros)
+                    .map_err(Error::SpendingLimit)?;
+                window.record(now, micros);
+                Some(micros)
+            }
+            _ => None,
+        };
+        Ok(Admission::New { reserved_micros })
+    }
+
+    /// Logs the machine's `Submitted` record (durable when this returns: G1) and sets the
+    /// intent's first timer.
+    async fn accept(&self, spec: IntentSpec) -> Result<()> {
+        let inner = &self.inner;
+        let id = spec.id;
+        let accepted = machine::submitted(spec);
+        for record in accepted.records {
+            inner.log_and_apply(record).await?;
+        }
+        // `perform_in_memory` also wakes the driver; a submit leads to no provider call.
+        let calls = inner.perform_in_memory(id, accepted.actions);
+        debug_assert!(calls.is_empty(), "{calls:?}");
+        Ok(())
+    }
+}
+
+/// A submit request that passed the connector's validation, in canonical form.
+struct CheckedRequest {
+    connector: String,
+    operation: String,
+    params_json: String,
+    key: String,
+    payload: [u8; 32],
+    amount_micros: Option<u64>,
+}
+
+/// What the key's lock found.
+enum Admission {
+    /// The intent already submitted with this key and payload (G4).
+    Existing(Box<Intent>),
+    /// A new intent; the amount reserved in the spending window, if any.
+    New { reserved_micros: Option<u64> },
+}
+
+/// Validates a request (the connector's own checks, the params' size, the key's form)
+/// and puts it in canonical form. Nothing is logged for a request refused here (G8).
+fn check_request(settings: &ConnectorSettings, request: SubmitRequest) -> Result<CheckedRequest> {
+    settings
+        .connector
+        .validate(&request.operation, &request.params)
+        .map_err(|error| Error::InvalidInput(error.to_string()))?;
+    let params_json = canonical_json(&request.params);
+    if params_json.len() > PARAMS_BYTES_MAX {
+        return Err(Error::InvalidInput(format!(
+            "params are {} bytes, at most {PARAMS_BYTES_MAX}",
+            params_json.len()
+        )));
+    }
+    let key = match request.idempotency_key {
+        Some(key) => {
+            IdempotencyKey::new(key).map_err(|error| Error::InvalidInput(error.to_string()))?
+        }
+        None => IdempotencyKey::random(),
+    };
+    let payload = payload_sha256(&request.connector, &request.operation, &params_json);
+    Ok(CheckedRequest {
+        amount_micros: amount_micros(&request.params),
+        connector: request.connector,
+        operation: request.operation,
+        params_json,
+        key: key.as_str().to_string(),
+        payload,
+    })
 }
 
 fn payload_sha256(connector: &str, operation: &str, params_json: &str) -> [u8; 32] {

@@ -205,13 +205,19 @@ async fn work_on(inner: &Arc<Inner>, id: IntentId) -> Result<Step> {
 /// Performs an action that reaches the provider and returns its answer as the next
 /// event. A panic in the connector is an answer too: after a send it is as ambiguous as a
 /// timeout (G3); during a check it is an unknown answer.
-async fn perform(connector: &dyn Connector, request: &DispatchRequest, call: ProviderCall) -> Event {
+async fn perform(
+    connector: &dyn Connector,
+    request: &DispatchRequest,
+    call: ProviderCall,
+) -> Event {
     match call {
         ProviderCall::Dispatch { attempt } => {
             let outcome = catch_panic(connector.dispatch(request))
                 .await
                 .unwrap_or_else(|()| {
-                    tracing::error!("the connector panicked while sending; the attempt is ambiguous");
+                    tracing::error!(
+                        "the connector panicked while sending; the attempt is ambiguous"
+                    );
                     Outcome::Ambiguous {
                         reason: connector_panicked("dispatch"),
                     }

@@ -127,46 +127,7 @@ pub fn after_outcome(intent: &Intent, outcome: &Outcome, context: Context<'_>) -
             reason,
             retry_after,
             scope,
-        } => {
-            let reason = Reason::from_detail(reason);
-            let attempts = intent.attempts_in_budget();
-            let retry_after_ms = retry_after.map(millis).unwrap_or(0);
-            let pause = match scope {
-                RetryScope::Connector => {
-                    Some(now.saturating_add(retry_after_ms.max(context.retry.delay_base_ms)))
-                }
-                RetryScope::Intent => None,
-            };
-            if attempts >= context.retry.attempts_max {
-                let message = format!(
-                    "{attempts} attempts made; last error {}: {}",
-                    reason.code, reason.message
-                );
-                return Decision {
-                    next: dead("retries_exhausted", message, Some(&reason)),
-                    pause_connector_until_ms: pause,
-                };
-            }
-            let delay = context
-                .retry
-                .delay_ms(attempts, context.unit)
-                .max(retry_after_ms);
-            let due_ms = now.saturating_add(delay);
-            if due_ms > intent.retry_deadline_ms(context.retry.deadline_ms) {
-                let message = format!(
-                    "the next attempt would start after the retry deadline; last error {}: {}",
-                    reason.code, reason.message
-                );
-                return Decision {
-                    next: dead("deadline_exceeded", message, Some(&reason)),
-                    pause_connector_until_ms: pause,
-                };
-            }
-            Decision {
-                next: State::Pending { due_ms },
-                pause_connector_until_ms: pause,
-            }
-        }
+        } => after_retryable(intent, reason, retry_after.map(millis), *scope, context),
         Outcome::Ambiguous { .. } => Decision::to(State::Ambiguous {
             checks: 0,
             due_ms: now.saturating_add(context.checks.delay_ms(0, context.unit)),
@@ -185,6 +146,52 @@ pub fn after_outcome(intent: &Intent, outcome: &Outcome, context: Context<'_>) -
             due_ms: now,
             resend_allowed: false,
         }),
+    }
+}
+
+/// After a retryable outcome: pending again after `max(backoff, Retry-After)`, or a dead
+/// letter when the budget is spent or the next attempt would start after the retry
+/// deadline; a connector-wide 429 also pauses the connector.
+fn after_retryable(
+    intent: &Intent,
+    detail: &connectors::ErrorDetail,
+    retry_after_ms: Option<u64>,
+    scope: RetryScope,
+    context: Context<'_>,
+) -> Decision {
+    let now = context.now_ms;
+    let reason = Reason::from_detail(detail);
+    let attempts = intent.attempts_in_budget();
+    let retry_after_ms = retry_after_ms.unwrap_or(0);
+    let pause_connector_until_ms = match scope {
+        RetryScope::Connector => {
+            Some(now.saturating_add(retry_after_ms.max(context.retry.delay_base_ms)))
+        }
+        RetryScope::Intent => None,
+    };
+    let dead_letter = |code: &str, why: String| Decision {
+        next: dead(
+            code,
+            format!("{why}; last error {}: {}", reason.code, reason.message),
+            Some(&reason),
+        ),
+        pause_connector_until_ms,
+    };
+    if attempts >= context.retry.attempts_max {
+        return dead_letter("retries_exhausted", format!("{attempts} attempts made"));
+    }
+    let delay = context
+        .retry
+        .delay_ms(attempts, context.unit)
+        .max(retry_after_ms);
+    let due_ms = now.saturating_add(delay);
+    if due_ms > intent.retry_deadline_ms(context.retry.deadline_ms) {
+        let why = "the next attempt would start after the retry deadline".to_string();
+        return dead_letter("deadline_exceeded", why);
+    }
+    Decision {
+        next: State::Pending { due_ms },
+        pause_connector_until_ms,
     }
 }
 

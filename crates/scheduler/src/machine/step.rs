@@ -117,23 +117,54 @@ pub fn step(
         } => dispatched(intent, attempt, &outcome, resource_id, context),
         Event::Checked { check } => checked(intent, &check, context),
         Event::InFlightLost => match decide::recovered(intent, at_ms) {
-            Some(next) => Transition::to(Record::Recovered { id, at_ms, next: next.clone() }, &next),
+            Some(next) => Transition::to(
+                Record::Recovered {
+                    id,
+                    at_ms,
+                    next: next.clone(),
+                },
+                &next,
+            ),
             None => Transition::default(),
         },
         Event::PaymentAttached { payment } => {
             let next = decide::attach_payment(intent, at_ms)?;
             let payment_json = payment.to_string();
-            Transition::to(Record::PaymentAttached { id, at_ms, payment_json, next: next.clone() }, &next)
+            Transition::to(
+                Record::PaymentAttached {
+                    id,
+                    at_ms,
+                    payment_json,
+                    next: next.clone(),
+                },
+                &next,
+            )
         }
         Event::OperatorRetry => {
             let next = decide::operator_retry(intent, at_ms)?;
             let action = OperatorAction::Retry;
-            Transition::to(Record::Operator { id, at_ms, action, next: next.clone() }, &next)
+            Transition::to(
+                Record::Operator {
+                    id,
+                    at_ms,
+                    action,
+                    next: next.clone(),
+                },
+                &next,
+            )
         }
         Event::OperatorResolve { note, evidence } => {
             let next = decide::operator_resolve(intent, note, evidence)?;
             let action = OperatorAction::Resolve;
-            Transition::to(Record::Operator { id, at_ms, action, next: next.clone() }, &next)
+            Transition::to(
+                Record::Operator {
+                    id,
+                    at_ms,
+                    action,
+                    next: next.clone(),
+                },
+                &next,
+            )
         }
     })
 }
@@ -147,7 +178,13 @@ fn due(intent: &Intent, context: Context<'_>) -> Transition {
         State::Pending { .. } => {
             if let Some(next) = decide::before_dispatch(intent, context) {
                 let result = CheckResult::NotSent;
-                let record = Record::StatusChecked { id, at_ms, result, detail: None, next: next.clone() };
+                let record = Record::StatusChecked {
+                    id,
+                    at_ms,
+                    result,
+                    detail: None,
+                    next: next.clone(),
+                };
                 return Transition::to(record, &next);
             }
             let attempt = intent.attempts.len() as u32 + 1;
@@ -180,8 +217,14 @@ fn dispatched(
     let mut transition = Transition::default();
     if let Some(until_ms) = decision.pause_connector_until_ms {
         let connector = intent.spec.connector.clone();
-        transition.records.push(Record::ConnectorPaused { connector: connector.clone(), until_ms });
-        transition.actions.push(Action::PauseConnector { connector, until_ms });
+        transition.records.push(Record::ConnectorPaused {
+            connector: connector.clone(),
+            until_ms,
+        });
+        transition.actions.push(Action::PauseConnector {
+            connector,
+            until_ms,
+        });
     }
     transition.actions.extend(follow_up(&decision.next));
     transition.records.push(Record::AttemptFinished {

@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 
-use crate::intent::{Attempt, Intent, IntentId, State};
+use crate::intent::{Attempt, Intent, IntentId, Reason, State};
 
-use super::{OperatorAction, Record};
+use super::{AttemptOutcome, OperatorAction, Record};
 
 /// What the fold knows: every intent it has seen, and connector pauses.
 #[derive(Default)]
@@ -67,14 +67,7 @@ pub fn apply(folded: &mut Folded, lsn: u64, record: Record) -> Result<Option<Int
 fn transition(intent: &mut Intent, record: Record) -> u64 {
     match record {
         Record::AttemptStarted { attempt, at_ms, .. } => {
-            intent.attempts.push(Attempt {
-                number: attempt,
-                started_at_ms: at_ms,
-                finished_at_ms: None,
-                outcome: None,
-                detail: None,
-            });
-            intent.state = State::Sent { attempt };
+            start_attempt(intent, attempt, at_ms);
             at_ms
         }
         Record::AttemptFinished {
@@ -86,19 +79,7 @@ fn transition(intent: &mut Intent, record: Record) -> u64 {
             next,
             ..
         } => {
-            if let Some(entry) = intent
-                .attempts
-                .iter_mut()
-                .rev()
-                .find(|entry| entry.number == attempt)
-            {
-                entry.finished_at_ms = Some(at_ms);
-                entry.outcome = Some(outcome);
-                entry.detail = detail.clone();
-            }
-            if detail.is_some() {
-                intent.last_error = detail;
-            }
+            finish_attempt(intent, attempt, at_ms, outcome, detail);
             if resource_id.is_some() {
                 intent.resource_id = resource_id;
             }
@@ -136,11 +117,7 @@ fn transition(intent: &mut Intent, record: Record) -> u64 {
             ..
         } => {
             if action == OperatorAction::Retry {
-                // A fresh budget: attempts and the retry deadline both count from the
-                // operator's retry (operators act long after the deadline of the first).
-                intent.attempt_budget_start = intent.attempts.len() as u32;
-                intent.budget_started_at_ms = at_ms;
-                intent.status_checks = 0;
+                fresh_budget(intent, at_ms);
             }
             intent.state = next;
             at_ms
@@ -157,4 +134,48 @@ fn transition(intent: &mut Intent, record: Record) -> u64 {
             intent.updated_at_ms
         }
     }
+}
+
+/// Opens attempt `attempt`: the intent is on the wire (`Sent`) from this record on.
+fn start_attempt(intent: &mut Intent, attempt: u32, at_ms: u64) {
+    intent.attempts.push(Attempt {
+        number: attempt,
+        started_at_ms: at_ms,
+        finished_at_ms: None,
+        outcome: None,
+        detail: None,
+    });
+    intent.state = State::Sent { attempt };
+}
+
+/// Closes attempt `attempt` with its outcome; its error, if any, becomes the intent's last.
+fn finish_attempt(
+    intent: &mut Intent,
+    attempt: u32,
+    at_ms: u64,
+    outcome: AttemptOutcome,
+    detail: Option<Reason>,
+) {
+    if let Some(entry) = intent
+        .attempts
+        .iter_mut()
+        .rev()
+        .find(|entry| entry.number == attempt)
+    {
+        entry.finished_at_ms = Some(at_ms);
+        entry.outcome = Some(outcome);
+        entry.detail = detail.clone();
+    }
+    if detail.is_some() {
+        intent.last_error = detail;
+    }
+}
+
+/// An operator's retry starts a fresh budget: attempts and the retry deadline both count
+/// from it (operators act long after the deadline of the first); the key lifetime still
+/// counts from the first attempt.
+fn fresh_budget(intent: &mut Intent, at_ms: u64) {
+    intent.attempt_budget_start = intent.attempts.len() as u32;
+    intent.budget_started_at_ms = at_ms;
+    intent.status_checks = 0;
 }

@@ -152,20 +152,32 @@ mod tests {
             let body = intent_log::codec::encode(outcome).unwrap();
             // Stored as the bare string, exactly as format v1 stored `outcome: String`.
             assert_eq!(body, intent_log::codec::encode(&outcome.as_str()).unwrap());
-            assert_eq!(intent_log::codec::decode::<AttemptOutcome>(&body).unwrap(), *outcome);
+            assert_eq!(
+                intent_log::codec::decode::<AttemptOutcome>(&body).unwrap(),
+                *outcome
+            );
         }
         for result in CheckResult::ALL {
             let body = intent_log::codec::encode(&result.as_str()).unwrap();
-            assert_eq!(intent_log::codec::decode::<CheckResult>(&body).unwrap(), *result);
+            assert_eq!(
+                intent_log::codec::decode::<CheckResult>(&body).unwrap(),
+                *result
+            );
         }
         for action in OperatorAction::ALL {
             let body = intent_log::codec::encode(&action.as_str()).unwrap();
-            assert_eq!(intent_log::codec::decode::<OperatorAction>(&body).unwrap(), *action);
+            assert_eq!(
+                intent_log::codec::decode::<OperatorAction>(&body).unwrap(),
+                *action
+            );
         }
         let unknown = intent_log::codec::encode(&"teleported").unwrap();
         let error = intent_log::codec::decode::<AttemptOutcome>(&unknown).unwrap_err();
         let text = error.to_string();
-        assert!(text.contains("unknown attempt outcome") && text.contains("teleported"), "{text}");
+        assert!(
+            text.contains("unknown attempt outcome") && text.contains("teleported"),
+            "{text}"
+        );
         assert!(intent_log::codec::decode::<OperatorAction>(&unknown).is_err());
         assert!(intent_log::codec::decode::<CheckResult>(&unknown).is_err());
     }
@@ -175,9 +187,15 @@ mod tests {
         use connectors::{ErrorDetail, Outcome, RetryScope};
         let detail = || ErrorDetail::new("c", "m");
         let outcomes = [
-            Outcome::Success { result: serde_json::json!({}) },
+            Outcome::Success {
+                result: serde_json::json!({}),
+            },
             Outcome::Permanent { reason: detail() },
-            Outcome::Retryable { reason: detail(), retry_after: None, scope: RetryScope::Intent },
+            Outcome::Retryable {
+                reason: detail(),
+                retry_after: None,
+                scope: RetryScope::Intent,
+            },
             Outcome::Ambiguous { reason: detail() },
             Outcome::AlreadyDone { reason: detail() },
             Outcome::PaymentRequired { details: detail() },

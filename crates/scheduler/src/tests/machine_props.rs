@@ -12,7 +12,7 @@ use crate::machine::{self, Context};
 use crate::policy::{RetryPolicy, StatusCheckPolicy};
 use crate::record::{apply, Folded, Record};
 
-fn outcome() -> impl Strategy<Value = Outcome> {
+pub(super) fn outcome() -> impl Strategy<Value = Outcome> {
     let detail = || ErrorDetail::new("x", "x");
     prop_oneof![
         Just(Outcome::Success {
@@ -36,7 +36,7 @@ fn outcome() -> impl Strategy<Value = Outcome> {
     ]
 }
 
-fn check() -> impl Strategy<Value = StatusCheck> {
+pub(super) fn check() -> impl Strategy<Value = StatusCheck> {
     prop_oneof![
         Just(StatusCheck::Found {
             result: json!({}),
@@ -57,7 +57,7 @@ fn check() -> impl Strategy<Value = StatusCheck> {
     ]
 }
 
-fn intent() -> Intent {
+pub(super) fn intent() -> Intent {
     let spec = IntentSpec {
         id: IntentId([1; 16]),
         connector: "c".into(),

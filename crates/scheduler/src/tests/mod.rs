@@ -7,6 +7,7 @@ mod engine_faults;
 mod guards_engine;
 mod index_tests;
 mod key_lifetime;
+mod machine_actions;
 mod machine_props;
 mod scripted;
 mod sim_provider;
