@@ -3,10 +3,22 @@
 //! reconciled by status checks before anything is re-sent (G3); keys map to one intent
 //! (G4); everything ends terminal or visibly waiting (G5).
 //!
-//! `machine.rs` is the pure state machine, `record.rs` the log records and their fold,
-//! `engine.rs` the driver and the library API, `policy.rs` retry and status-check
-//! policies, `guards.rs` spending guards, `index.rs` the sled index behind `StateStore`,
-//! `history.rs` the index's history retention.
+//! Where things are:
+//! - `machine/`: the pure state machine. `step(intent, event, context)` returns the
+//!   records to log and the actions to perform (`step.rs`); `decide.rs` holds the
+//!   decisions (next state after an outcome, a status check, a restart, an operator).
+//! - `record/`: the log records (`mod.rs`, with the format), their closed vocabularies
+//!   (`kinds.rs`) and the fold that applies them live and on replay (`fold.rs`).
+//! - `engine/`: the library API and the driver that interprets the machine: `open.rs`
+//!   (replay, crash recovery), `submit.rs`, `queries.rs`, `operator.rs` (payments, the
+//!   dead-letter queue), `driver.rs`, `worker.rs`, `state.rs`, `compaction.rs`,
+//!   `config.rs`.
+//! - `index/`: the sled index behind `StateStore`; `history.rs` its retention.
+//! - `intent.rs` (the data), `policy.rs` (retry and status-check policies), `guards.rs`
+//!   (spending guards), `clock.rs`, `error.rs`.
+//!
+//! The scheduler never reads provider JSON: connectors classify answers and name an
+//! intent's amount and the provider's resource id.
 
 mod clock;
 mod engine;
