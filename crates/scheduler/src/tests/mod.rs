@@ -4,6 +4,7 @@
 
 mod compaction_tests;
 mod engine_faults;
+mod fixture_log;
 mod guards_engine;
 mod index_tests;
 mod key_lifetime;
