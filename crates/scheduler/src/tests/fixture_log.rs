@@ -5,7 +5,7 @@
 //! still reads it or ships an explicit migration. The fixture is never regenerated to make
 //! a test pass (see `tests/fixtures/README.md`).
 //!
-//! `generate_fixture_log_v1` (ignored) wrote it: with `FIXTURE_WRITE=1` it writes the
+//! `generate_fixture_log_v1` wrote it and runs with every test run: with `FIXTURE_WRITE=1` it writes the
 //! fixture (refusing to overwrite one), without it writes a copy into a temporary directory
 //! and checks it is byte for byte the committed one (so it tells whether this build still
 //! encodes records as v1 did).
@@ -19,7 +19,9 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use crate::record::{self, Folded, Record, RECORD_KIND};
+use crate::record::{
+    self, AttemptOutcome, CheckResult, Folded, OperatorAction, Record, RECORD_KIND,
+};
 use crate::{
     Attempt, Clock, Engine, EngineConfig, Intent, IntentId, IntentSpec, Reason, State, StateName,
 };
@@ -112,7 +114,7 @@ fn finished(
         id: id(n),
         attempt,
         at_ms,
-        outcome: outcome.to_string(),
+        outcome: AttemptOutcome::parse(outcome).expect("a v1 outcome name"),
         detail,
         resource_id: resource_id.map(str::to_string),
         next,
@@ -123,7 +125,7 @@ fn checked(n: u8, at_ms: u64, result: &str, detail: Option<Reason>, next: State)
     Record::StatusChecked {
         id: id(n),
         at_ms,
-        result: result.to_string(),
+        result: CheckResult::parse(result).expect("a v1 status-check result"),
         detail,
         next,
     }
@@ -133,7 +135,7 @@ fn operator(n: u8, at_ms: u64, action: &str, next: State) -> Record {
     Record::Operator {
         id: id(n),
         at_ms,
-        action: action.to_string(),
+        action: OperatorAction::parse(action).expect("a v1 operator action"),
         next,
     }
 }
@@ -422,11 +424,10 @@ fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
     files
 }
 
-/// `FIXTURE_WRITE=1 cargo test -p scheduler --lib fixture_log -- --ignored` writes the
+/// `FIXTURE_WRITE=1 cargo test -p scheduler --lib generate_fixture_log_v1` writes the
 /// fixture (only where none exists); without `FIXTURE_WRITE` it checks this build writes
 /// the committed bytes.
 #[tokio::test]
-#[ignore = "writes or re-derives the committed fixture; see tests/fixtures/README.md"]
 async fn generate_fixture_log_v1() {
     let committed = fixture_dir().join("wal");
     if std::env::var("FIXTURE_WRITE").as_deref() == Ok("1") {
@@ -459,7 +460,7 @@ type AttemptRow = (u32, u64, Option<u64>, Option<String>, Option<String>);
 /// The attempt's outcome class by name. The one place that reads `Attempt::outcome`:
 /// when its type changes, only this changes.
 fn outcome_name(attempt: &Attempt) -> Option<String> {
-    attempt.outcome.clone()
+    attempt.outcome.map(|outcome| outcome.as_str().to_string())
 }
 
 fn row(attempt: &Attempt) -> AttemptRow {
