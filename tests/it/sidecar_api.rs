@@ -14,7 +14,7 @@ use crate::support;
 
 /// How long a child may take to print its address.
 const CHILD_START_MS: u64 = 20_000;
-/// The sidecar's body cap (serve.rs `REQUEST_BODY_BYTES_MAX`).
+/// The sidecar's body cap (crates/intentctl/src/api/routes.rs `REQUEST_BODY_BYTES_MAX`).
 const REQUEST_BODY_BYTES_MAX: usize = 64 * 1024;
 const TOKEN_VARIABLE: &str = "SIDECAR_API_TEST_TOKEN";
 const TOKEN: &str = "sidecar-api-test-token";

@@ -71,48 +71,73 @@ fn wal(args: WalBenchArgs) -> anyhow::Result<ExitCode> {
         .prefix("intents-bench-")
         .tempdir_in(&args.dir)?;
     let duration = Duration::from_secs_f64(args.seconds);
-    let mut rows = Vec::new();
     let progress = |what: &str| {
         if !args.json {
             eprintln!("measuring {what} ...");
         }
     };
+    let rows = measure_cases(&args, scratch.path(), duration, &progress)?;
+    let ratios = ratios(&rows, &args.concurrency);
+    let replay_result = if args.replay_mib > 0 {
+        Some(replay_case(args.replay_mib, scratch.path(), &progress)?)
+    } else {
+        None
+    };
+    if args.json {
+        let ratios: serde_json::Map<String, serde_json::Value> = ratios
+            .iter()
+            .map(|(name, ratio)| (name.clone(), json!(ratio)))
+            .collect();
+        println!(
+            "{}",
+            json!({"record_bytes": RECORD_BYTES, "seconds_per_case": args.seconds, "rows": rows, "ratios": ratios, "replay": replay_result})
+        );
+    } else {
+        print_table(args.seconds, &rows, &ratios, replay_result.as_ref());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The log and the raw ceiling at each concurrency, then SQLite and sled.
+fn measure_cases(
+    args: &WalBenchArgs,
+    scratch: &Path,
+    duration: Duration,
+    progress: &dyn Fn(&str),
+) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
     for &concurrency in &args.concurrency {
         progress(&format!("raw write+fdatasync, batches of {concurrency}"));
         rows.push(raw_ceiling(
-            &scratch.path().join(format!("raw-{concurrency}")),
+            &scratch.join(format!("raw-{concurrency}")),
             concurrency,
             duration,
         )?);
         progress(&format!("intent-log, {concurrency} appenders"));
         rows.push(intent_log_case(
-            &scratch.path().join(format!("log-{concurrency}")),
+            &scratch.join(format!("log-{concurrency}")),
             concurrency,
             duration,
         )?);
     }
     progress("SQLite");
-    rows.push(sqlite_case(
-        &scratch.path().join("sqlite-1.db"),
-        1,
-        duration,
-    )?);
-    rows.push(sqlite_case(
-        &scratch.path().join("sqlite-256.db"),
-        256,
-        duration,
-    )?);
+    rows.push(sqlite_case(&scratch.join("sqlite-1.db"), 1, duration)?);
+    rows.push(sqlite_case(&scratch.join("sqlite-256.db"), 256, duration)?);
     progress("sled");
-    rows.push(sled_case(&scratch.path().join("sled-1"), 1, duration)?);
-    rows.push(sled_case(&scratch.path().join("sled-256"), 256, duration)?);
+    rows.push(sled_case(&scratch.join("sled-1"), 1, duration)?);
+    rows.push(sled_case(&scratch.join("sled-256"), 256, duration)?);
+    Ok(rows)
+}
 
+/// The log against the raw ceiling at each concurrency, and against SQLite.
+fn ratios(rows: &[Row], concurrencies: &[usize]) -> Vec<(String, f64)> {
     let find = |system: &str, concurrency: usize| {
         rows.iter()
             .find(|row| row.system == system && row.concurrency == concurrency)
             .map(|row| row.records_per_s)
     };
     let mut ratios = Vec::new();
-    for &concurrency in &args.concurrency {
+    for &concurrency in concurrencies {
         if let (Some(log), Some(raw)) = (
             find("intent-log", concurrency),
             find("raw write+fdatasync", concurrency),
@@ -129,82 +154,81 @@ fn wal(args: WalBenchArgs) -> anyhow::Result<ExitCode> {
             log / sqlite,
         ));
     }
+    ratios
+}
 
-    let replay_result = if args.replay_mib > 0 {
-        progress(&format!("writing a {} MiB log for replay", args.replay_mib));
-        let dir = scratch.path().join("replay");
-        let written = write_replay_log(&dir, args.replay_mib)?;
-        let cold = drop_caches();
-        progress(&format!("replaying (cold cache: {cold})"));
-        let output = std::process::Command::new(std::env::current_exe()?)
-            .args(["bench", "replay"])
-            .arg(&dir)
-            .output()?;
-        anyhow::ensure!(
-            output.status.success(),
-            "replay child failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let mut value: serde_json::Value = serde_json::from_slice(&output.stdout)?;
-        value["cold_cache"] = json!(cold);
-        value["written_records"] = json!(written);
-        Some(value)
-    } else {
-        None
+/// Writes a log of `mib` MiB and replays it in a child process (so the peak RSS is the
+/// replay's own), with a cold cache when the caches can be dropped.
+fn replay_case(
+    mib: u64,
+    scratch: &Path,
+    progress: &dyn Fn(&str),
+) -> anyhow::Result<serde_json::Value> {
+    progress(&format!("writing a {mib} MiB log for replay"));
+    let dir = scratch.join("replay");
+    let written = write_replay_log(&dir, mib)?;
+    let cold = drop_caches();
+    progress(&format!("replaying (cold cache: {cold})"));
+    let output = std::process::Command::new(std::env::current_exe()?)
+        .args(["bench", "replay"])
+        .arg(&dir)
+        .output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "replay child failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut value: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    value["cold_cache"] = json!(cold);
+    value["written_records"] = json!(written);
+    Ok(value)
+}
+
+fn print_table(
+    seconds: f64,
+    rows: &[Row],
+    ratios: &[(String, f64)],
+    replay: Option<&serde_json::Value>,
+) {
+    println!(
+        "{RECORD_BYTES}-byte records, each durable before it is acknowledged; {seconds:.1} s per case"
+    );
+    println!(
+        "{:<28} {:>11} {:>14} {:>10} {:>10}",
+        "system", "concurrency", "records/s", "p50 us", "p99 us"
+    );
+    let micros = |value: Option<f64>| {
+        value
+            .map(|v| format!("{v:.0}"))
+            .unwrap_or_else(|| "-".to_string())
     };
-
-    if args.json {
-        let ratios: serde_json::Map<String, serde_json::Value> = ratios
-            .iter()
-            .map(|(name, ratio)| (name.clone(), json!(ratio)))
-            .collect();
+    for row in rows {
         println!(
-            "{}",
-            json!({"record_bytes": RECORD_BYTES, "seconds_per_case": args.seconds, "rows": rows, "ratios": ratios, "replay": replay_result})
+            "{:<28} {:>11} {:>14.0} {:>10} {:>10}",
+            row.system,
+            row.concurrency,
+            row.records_per_s,
+            micros(row.p50_us),
+            micros(row.p99_us)
         );
-    } else {
-        println!(
-            "{RECORD_BYTES}-byte records, each durable before it is acknowledged; {:.1} s per case",
-            args.seconds
-        );
-        println!(
-            "{:<28} {:>11} {:>14} {:>10} {:>10}",
-            "system", "concurrency", "records/s", "p50 us", "p99 us"
-        );
-        let micros = |value: Option<f64>| {
-            value
-                .map(|v| format!("{v:.0}"))
-                .unwrap_or_else(|| "-".to_string())
-        };
-        for row in &rows {
-            println!(
-                "{:<28} {:>11} {:>14.0} {:>10} {:>10}",
-                row.system,
-                row.concurrency,
-                row.records_per_s,
-                micros(row.p50_us),
-                micros(row.p99_us)
-            );
-        }
-        println!();
-        for (name, ratio) in &ratios {
-            println!("{name:<45} {ratio:>8.2}x");
-        }
-        if let Some(replay) = replay_result {
-            println!();
-            println!(
-                "replay of {:.0} MiB ({} records, cold cache: {}): open+verify {:.0} records/s; read {:.0} records/s, {:.0} MB/s; peak RSS {:.0} MiB",
-                replay["bytes"].as_f64().unwrap_or(0.0) / 1048576.0,
-                replay["records"],
-                replay["cold_cache"],
-                replay["open_records_per_s"].as_f64().unwrap_or(0.0),
-                replay["read_records_per_s"].as_f64().unwrap_or(0.0),
-                replay["read_mb_per_s"].as_f64().unwrap_or(0.0),
-                replay["peak_rss_kib"].as_f64().unwrap_or(0.0) / 1024.0,
-            );
-        }
     }
-    Ok(ExitCode::SUCCESS)
+    println!();
+    for (name, ratio) in ratios {
+        println!("{name:<45} {ratio:>8.2}x");
+    }
+    if let Some(replay) = replay {
+        println!();
+        println!(
+            "replay of {:.0} MiB ({} records, cold cache: {}): open+verify {:.0} records/s; read {:.0} records/s, {:.0} MB/s; peak RSS {:.0} MiB",
+            replay["bytes"].as_f64().unwrap_or(0.0) / 1048576.0,
+            replay["records"],
+            replay["cold_cache"],
+            replay["open_records_per_s"].as_f64().unwrap_or(0.0),
+            replay["read_records_per_s"].as_f64().unwrap_or(0.0),
+            replay["read_mb_per_s"].as_f64().unwrap_or(0.0),
+            replay["peak_rss_kib"].as_f64().unwrap_or(0.0) / 1024.0,
+        );
+    }
 }
 
 fn percentile(sorted: &[u32], fraction: f64) -> Option<f64> {

@@ -1,5 +1,6 @@
 //! `intentctl`: the command line of `intents` (demo, serve, sim, inspect, dlq, wal, bench).
 
+mod api;
 mod bench;
 mod config;
 mod demo;

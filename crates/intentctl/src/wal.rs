@@ -114,40 +114,7 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
                 });
                 println!("{value}");
             } else {
-                println!("log        {}", args.dir.display());
-                println!("segments   {}", report.segments);
-                println!(
-                    "records    {} (LSN {} to {})",
-                    report.records,
-                    report.first_lsn,
-                    report.next_lsn.saturating_sub(1)
-                );
-                println!("bytes      {}", report.log_bytes);
-                match &report.checkpoint {
-                    Some(c) => println!(
-                        "checkpoint {} (covers LSN 1 to {}, {} entries, {} bytes)",
-                        c.path.display(),
-                        c.lsn,
-                        c.entries,
-                        c.bytes
-                    ),
-                    None => println!("checkpoint none"),
-                }
-                match torn {
-                    Some(t) => println!(
-                        "torn tail  {} bytes at offset {} of {} ({}{}); left as is: opening the log moves them into torn/ and cuts them",
-                        t.bytes,
-                        t.offset,
-                        t.file.display(),
-                        t.reason,
-                        if t.zero_filled { ", all zeros" } else { "" }
-                    ),
-                    None => println!("torn tail  none"),
-                }
-                if let Some(path) = &report.removed_empty_segment {
-                    println!("note       {} has no complete header (a crash during rotation); opening removes it", path.display());
-                }
-                println!("verdict    ok");
+                print_verify_report(&args.dir, &report);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -174,6 +141,48 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         }
         Err(error) => Err(error.into()),
     }
+}
+
+/// The table `wal verify` prints for a sound log.
+fn print_verify_report(dir: &Path, report: &intent_log::RecoveryReport) {
+    let torn = report.torn_tail.as_ref();
+    println!("log        {}", dir.display());
+    println!("segments   {}", report.segments);
+    println!(
+        "records    {} (LSN {} to {})",
+        report.records,
+        report.first_lsn,
+        report.next_lsn.saturating_sub(1)
+    );
+    println!("bytes      {}", report.log_bytes);
+    match &report.checkpoint {
+        Some(c) => println!(
+            "checkpoint {} (covers LSN 1 to {}, {} entries, {} bytes)",
+            c.path.display(),
+            c.lsn,
+            c.entries,
+            c.bytes
+        ),
+        None => println!("checkpoint none"),
+    }
+    match torn {
+            Some(t) => println!(
+                "torn tail  {} bytes at offset {} of {} ({}{}); left as is: opening the log moves them into torn/ and cuts them",
+                t.bytes,
+                t.offset,
+                t.file.display(),
+                t.reason,
+                if t.zero_filled { ", all zeros" } else { "" }
+            ),
+            None => println!("torn tail  none"),
+        }
+    if let Some(path) = &report.removed_empty_segment {
+        println!(
+            "note       {} has no complete header (a crash during rotation); opening removes it",
+            path.display()
+        );
+    }
+    println!("verdict    ok");
 }
 
 fn dump(args: DumpArgs) -> anyhow::Result<ExitCode> {
