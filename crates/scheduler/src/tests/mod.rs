@@ -13,3 +13,4 @@ mod machine_props;
 mod scripted;
 mod sim_provider;
 mod simulation;
+mod state_machine_doc;
