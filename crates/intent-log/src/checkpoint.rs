@@ -230,6 +230,95 @@ impl std::fmt::Debug for CheckpointReader {
     }
 }
 
+/// Where a checkpoint stops verifying (the offset in the file), and why.
+type Damaged<T> = std::result::Result<T, (usize, String)>;
+
+/// Checks the checkpoint's size, magic, header checksum, version and LSN (the one its
+/// name says); returns the log id it was written for.
+fn verify_header(bytes: &[u8], lsn: u64) -> Damaged<[u8; 16]> {
+    if bytes.len() < CHECKPOINT_HEADER_BYTES + CHECKPOINT_TRAILER_BYTES {
+        return Err((
+            0,
+            format!(
+                "checkpoint is {} bytes, shorter than its header and trailer",
+                bytes.len()
+            ),
+        ));
+    }
+    if bytes[0..8] != CHECKPOINT_MAGIC {
+        return Err((0, "bad checkpoint magic".to_string()));
+    }
+    if crc32fast::hash(&bytes[0..60]) != u32::from_le_bytes(word(bytes, 60)) {
+        return Err((0, "checkpoint header checksum mismatch".to_string()));
+    }
+    let version = u32::from_le_bytes(word(bytes, 8));
+    if version != CHECKPOINT_VERSION {
+        return Err((
+            8,
+            format!("checkpoint version {version}, this build reads {CHECKPOINT_VERSION}"),
+        ));
+    }
+    let header_lsn = u64::from_le_bytes(word(bytes, 32));
+    if header_lsn != lsn {
+        return Err((
+            32,
+            format!("checkpoint header says LSN {header_lsn}, its name says {lsn}"),
+        ));
+    }
+    Ok(word(bytes, 16))
+}
+
+/// Checks the trailer (the header is verified, so the file is long enough for one);
+/// returns where the entries end and how many the trailer announces.
+fn verify_trailer(bytes: &[u8], seed: &crc32fast::Hasher) -> Damaged<(usize, u64)> {
+    let end = bytes.len() - CHECKPOINT_TRAILER_BYTES;
+    let trailer = &bytes[end..];
+    let mut hasher = seed.clone();
+    hasher.update(&trailer[0..28]);
+    if trailer[0..8] != TRAILER_MAGIC
+        || trailer[24..28] != [0; 4]
+        || hasher.finalize() != u32::from_le_bytes(word(trailer, 28))
+    {
+        return Err((end, "checkpoint trailer does not verify".to_string()));
+    }
+    let entries = u64::from_le_bytes(word(trailer, 8));
+    let payload_bytes = u64::from_le_bytes(word(trailer, 16));
+    if payload_bytes != (end - CHECKPOINT_HEADER_BYTES) as u64 {
+        return Err((
+            end,
+            format!(
+                "checkpoint trailer announces {payload_bytes} bytes of entries, the file holds {}",
+                end - CHECKPOINT_HEADER_BYTES
+            ),
+        ));
+    }
+    Ok((end, entries))
+}
+
+/// Checks every entry between the header and `end`, and that there are `entries` of them.
+fn verify_entries(bytes: &[u8], end: usize, seed: &crc32fast::Hasher, entries: u64) -> Damaged<()> {
+    let mut count = 0u64;
+    let mut offset = CHECKPOINT_HEADER_BYTES;
+    while offset < end {
+        let (_, used) = decode_frame(
+            &bytes[offset..end],
+            seed,
+            count + 1,
+            CHECKPOINT_ENTRY_BYTES_MAX,
+        )
+        .map_err(|error| (offset, error.to_string()))?;
+        offset += used;
+        count += 1;
+    }
+    if count != entries {
+        return Err((
+            end,
+            format!("checkpoint holds {count} entries, its trailer says {entries}"),
+        ));
+    }
+    Ok(())
+}
+
 impl CheckpointReader {
     /// Reads and verifies the checkpoint at `path` (named for `lsn`): header, every entry
     /// and the trailer. Any damage is corruption naming the file and offset.
@@ -238,63 +327,14 @@ impl CheckpointReader {
             .read(path)
             .map_err(|error| Error::io("reading", path, error))?;
         let corrupt =
-            |offset: usize, reason: String| Error::corruption(path, offset as u64, reason);
-        if bytes.len() < CHECKPOINT_HEADER_BYTES + CHECKPOINT_TRAILER_BYTES {
-            return Err(corrupt(
-                0,
-                format!(
-                    "checkpoint is {} bytes, shorter than its header and trailer",
-                    bytes.len()
-                ),
-            ));
-        }
-        if bytes[0..8] != CHECKPOINT_MAGIC {
-            return Err(corrupt(0, "bad checkpoint magic".to_string()));
-        }
-        if crc32fast::hash(&bytes[0..60]) != u32::from_le_bytes(word(&bytes, 60)) {
-            return Err(corrupt(
-                0,
-                "checkpoint header checksum mismatch".to_string(),
-            ));
-        }
-        let version = u32::from_le_bytes(word(&bytes, 8));
-        if version != CHECKPOINT_VERSION {
-            return Err(corrupt(
-                8,
-                format!("checkpoint version {version}, this build reads {CHECKPOINT_VERSION}"),
-            ));
-        }
-        let header_lsn = u64::from_le_bytes(word(&bytes, 32));
-        if header_lsn != lsn {
-            return Err(corrupt(
-                32,
-                format!("checkpoint header says LSN {header_lsn}, its name says {lsn}"),
-            ));
-        }
-        let log_id: [u8; 16] = word(&bytes, 16);
+            |(offset, reason): (usize, String)| Error::corruption(path, offset as u64, reason);
+        let log_id = verify_header(&bytes, lsn).map_err(corrupt)?;
         let seed = seed(&log_id, lsn);
-        let end = bytes.len() - CHECKPOINT_TRAILER_BYTES;
-        let trailer = &bytes[end..];
-        let mut hasher = seed.clone();
-        hasher.update(&trailer[0..28]);
-        if trailer[0..8] != TRAILER_MAGIC
-            || trailer[24..28] != [0; 4]
-            || hasher.finalize() != u32::from_le_bytes(word(trailer, 28))
-        {
-            return Err(corrupt(
-                end,
-                "checkpoint trailer does not verify".to_string(),
-            ));
-        }
-        let entries = u64::from_le_bytes(word(trailer, 8));
-        let payload_bytes = u64::from_le_bytes(word(trailer, 16));
-        if payload_bytes != (end - CHECKPOINT_HEADER_BYTES) as u64 {
-            return Err(corrupt(
-                end,
-                format!("checkpoint trailer announces {payload_bytes} bytes of entries, the file holds {}", end - CHECKPOINT_HEADER_BYTES),
-            ));
-        }
-        let mut reader = CheckpointReader {
+        let (end, entries) = verify_trailer(&bytes, &seed).map_err(corrupt)?;
+        // Verify every entry now, so a damaged checkpoint refuses the open before anything
+        // is changed or replayed.
+        verify_entries(&bytes, end, &seed, entries).map_err(corrupt)?;
+        Ok(CheckpointReader {
             info: CheckpointInfo {
                 path: path.to_path_buf(),
                 lsn,
@@ -306,30 +346,7 @@ impl CheckpointReader {
             sequence: 1,
             seed,
             bytes,
-        };
-        // Verify every entry now, so a damaged checkpoint refuses the open before anything
-        // is changed or replayed.
-        let mut count = 0u64;
-        let mut offset = CHECKPOINT_HEADER_BYTES;
-        while offset < end {
-            let (_, used) = decode_frame(
-                &reader.bytes[offset..end],
-                &reader.seed,
-                count + 1,
-                CHECKPOINT_ENTRY_BYTES_MAX,
-            )
-            .map_err(|error| corrupt(offset, error.to_string()))?;
-            offset += used;
-            count += 1;
-        }
-        if count != entries {
-            return Err(corrupt(
-                end,
-                format!("checkpoint holds {count} entries, its trailer says {entries}"),
-            ));
-        }
-        reader.offset = CHECKPOINT_HEADER_BYTES;
-        Ok(reader)
+        })
     }
 
     /// The log id the checkpoint was written for.

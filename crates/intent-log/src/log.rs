@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::checkpoint::{self, CheckpointInfo, CheckpointReader};
 use crate::error::{Error, Result};
 use crate::format::{SegmentHeader, SEGMENT_HEADER_BYTES};
-use crate::fs::{FileSystem, LockGuard, StdFileSystem};
+use crate::fs::{FileSystem, LockGuard, StdFileSystem, WritableFile};
 use crate::options::Options;
 use crate::reader::LogReader;
 use crate::recovery::{recover, Action, Expectations, Recovered, RecoveryReport, SegmentInfo};
@@ -83,14 +83,7 @@ impl Log {
         let dir = dir.as_ref().to_path_buf();
         fs.create_dir_all(&dir)
             .map_err(|error| Error::io("creating", &dir, error))?;
-        let lock_path = dir.join(LOCK_FILE_NAME);
-        let lock = fs.lock(&lock_path).map_err(|error| {
-            if error.kind() == std::io::ErrorKind::WouldBlock {
-                Error::Locked { dir: dir.clone() }
-            } else {
-                Error::io("locking", &lock_path, error)
-            }
-        })?;
+        let lock = lock_dir(fs.as_ref(), &dir)?;
         let recovered = recover(
             fs.as_ref(),
             &dir,
@@ -102,35 +95,13 @@ impl Log {
         )?;
         let mut report = recovered.report;
         let mut segments = recovered.segments;
-        let (file, header, segment_bytes) = match segments.last() {
-            Some(last) => {
-                let mut file = fs
-                    .open_append(&last.path)
-                    .map_err(|error| Error::io("opening", &last.path, error))?;
-                // What recovery accepted may still sit only in the page cache if the
-                // previous process was killed before its sync: make it durable before
-                // anyone acts on it.
-                file.sync_data()
-                    .map_err(|error| Error::io("syncing", &last.path, error))?;
-                fs.sync_dir(&dir)
-                    .map_err(|error| Error::io("syncing", &dir, error))?;
-                (file, last.header, last.valid_bytes)
-            }
+        let tail = match segments.last() {
+            Some(last) => reopen_last_segment(fs.as_ref(), &dir, last)?,
             None => {
-                let header = SegmentHeader {
-                    log_id: *uuid::Uuid::new_v4().as_bytes(),
-                    segment_id: 1,
-                    first_lsn: report.next_lsn,
-                };
-                let (file, path) = create_segment(fs.as_ref(), &dir, &header)?;
-                segments.push(SegmentInfo {
-                    path,
-                    header,
-                    valid_bytes: SEGMENT_HEADER_BYTES as u64,
-                    records: 0,
-                });
+                let (tail, first) = start_first_segment(fs.as_ref(), &dir, report.next_lsn)?;
+                segments.push(first);
                 report.segments = 1;
-                (file, header, SEGMENT_HEADER_BYTES as u64)
+                tail
             }
         };
         let next_lsn = report.next_lsn;
@@ -147,9 +118,9 @@ impl Log {
         });
         let writer = Writer {
             shared: shared.clone(),
-            file,
-            header,
-            segment_bytes,
+            file: tail.file,
+            header: tail.header,
+            segment_bytes: tail.segment_bytes,
             next_lsn,
             receiver,
         };
@@ -489,6 +460,71 @@ impl Drop for Log {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// Takes the directory's lock file, so a second process cannot open the same log.
+fn lock_dir(fs: &dyn FileSystem, dir: &Path) -> Result<Box<dyn LockGuard>> {
+    let lock_path = dir.join(LOCK_FILE_NAME);
+    fs.lock(&lock_path).map_err(|error| {
+        if error.kind() == std::io::ErrorKind::WouldBlock {
+            Error::Locked {
+                dir: dir.to_path_buf(),
+            }
+        } else {
+            Error::io("locking", &lock_path, error)
+        }
+    })
+}
+
+/// The segment the writer appends to, open, and where it stands.
+struct Tail {
+    file: Box<dyn WritableFile>,
+    header: SegmentHeader,
+    segment_bytes: u64,
+}
+
+/// Opens the last segment recovery kept for appending, after making what it holds durable.
+fn reopen_last_segment(fs: &dyn FileSystem, dir: &Path, last: &SegmentInfo) -> Result<Tail> {
+    let mut file = fs
+        .open_append(&last.path)
+        .map_err(|error| Error::io("opening", &last.path, error))?;
+    // What recovery accepted may still sit only in the page cache if the previous process
+    // was killed before its sync: make it durable before anyone acts on it.
+    file.sync_data()
+        .map_err(|error| Error::io("syncing", &last.path, error))?;
+    fs.sync_dir(dir)
+        .map_err(|error| Error::io("syncing", dir, error))?;
+    Ok(Tail {
+        file,
+        header: last.header,
+        segment_bytes: last.valid_bytes,
+    })
+}
+
+/// Creates the first segment of a new log (a new log id), starting at `first_lsn`.
+fn start_first_segment(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    first_lsn: u64,
+) -> Result<(Tail, SegmentInfo)> {
+    let header = SegmentHeader {
+        log_id: *uuid::Uuid::new_v4().as_bytes(),
+        segment_id: 1,
+        first_lsn,
+    };
+    let (file, path) = create_segment(fs, dir, &header)?;
+    let info = SegmentInfo {
+        path,
+        header,
+        valid_bytes: SEGMENT_HEADER_BYTES as u64,
+        records: 0,
+    };
+    let tail = Tail {
+        file,
+        header,
+        segment_bytes: SEGMENT_HEADER_BYTES as u64,
+    };
+    Ok((tail, info))
 }
 
 /// Verifies a log directory without changing anything (no lock taken, nothing cut).

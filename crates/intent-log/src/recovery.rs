@@ -126,14 +126,37 @@ pub(crate) fn recover(
     let started = Instant::now();
     let files = list_segments(fs, dir)?;
     let (checkpoints, leftovers) = checkpoint::list(fs, dir)?;
+    let Scan { segments, repair } = scan_segments(fs, &files, record_bytes_max, action)?;
+    let mut report = summarize(&segments, repair.as_ref());
+    report.checkpoint = check_checkpoint(fs, &checkpoints, &segments, &report)?;
     let salvage = action == Action::Repair(RecoveryMode::Salvage);
-    let mut report = RecoveryReport {
-        first_lsn: 1,
-        next_lsn: 1,
-        ..RecoveryReport::default()
-    };
+    if !salvage {
+        check_expectations(dir, &report, expectations)?;
+    }
+    if let Action::Repair(_) = action {
+        make_repairs(fs, dir, &files, &leftovers, repair, &mut report)?;
+    }
+    report.elapsed = started.elapsed();
+    Ok(Recovered { report, segments })
+}
+
+/// What the verifying pass found: the segments that verified (the damaged one with its
+/// verified prefix), and the repair the first damage calls for, if any.
+struct Scan {
+    segments: Vec<SegmentInfo>,
+    repair: Option<Repair>,
+}
+
+/// Verifies the segments in order up to the first damage; `Err` when the damage is one
+/// the action may not repair.
+fn scan_segments(
+    fs: &dyn FileSystem,
+    files: &[(u64, PathBuf)],
+    record_bytes_max: usize,
+    action: Action,
+) -> Result<Scan> {
+    let salvage = action == Action::Repair(RecoveryMode::Salvage);
     let mut segments: Vec<SegmentInfo> = Vec::new();
-    let mut repair = None;
     for (index, (name_lsn, path)) in files.iter().enumerate() {
         let is_last = index + 1 == files.len();
         let bytes = fs
@@ -142,118 +165,181 @@ pub(crate) fn recover(
         let header = match SegmentHeader::decode(&bytes) {
             Ok(header) => header,
             Err(reason) => {
-                // A crash while a new segment was being created can leave a last segment
-                // shorter than its header, or with a header that never reached the disk:
-                // no record was ever written there (records follow only a synced header).
-                if is_last
-                    && bytes.len() <= SEGMENT_HEADER_BYTES
-                    && action != Action::Repair(RecoveryMode::Absolute)
-                {
-                    report.removed_empty_segment = Some(path.clone());
-                    repair = Some(Repair::RemoveEmptySegment(path.clone()));
-                    break;
-                }
-                if salvage {
-                    repair = Some(Repair::Salvage { index, offset: 0 });
-                    break;
-                }
-                return Err(Error::corruption(path, 0, reason));
+                let repair = unreadable_header(path, &bytes, reason, index, is_last, action)?;
+                return Ok(Scan {
+                    segments,
+                    repair: Some(repair),
+                });
             }
         };
         if let Err(error) = check_sequence(path, *name_lsn, &header, segments.last()) {
-            if salvage {
-                repair = Some(Repair::Salvage { index, offset: 0 });
-                break;
+            if !salvage {
+                return Err(error);
             }
-            return Err(error);
+            let repair = Repair::Salvage { index, offset: 0 };
+            return Ok(Scan {
+                segments,
+                repair: Some(repair),
+            });
         }
         let (info, damage) = scan_segment(path, &bytes, header, record_bytes_max, is_last);
-        let Some(damage) = damage else {
-            segments.push(info);
-            continue;
-        };
-        let torn = TornTail {
-            file: path.clone(),
-            offset: damage.offset,
-            bytes: bytes.len() as u64 - damage.offset,
-            zero_filled: damage.zero_filled,
-            reason: damage.reason.clone(),
-        };
         segments.push(info);
-        if damage.torn && action != Action::Repair(RecoveryMode::Absolute) {
-            report.torn_tail = Some(torn.clone());
-            repair = Some(Repair::CutTornTail(torn));
-        } else if damage.torn {
-            return Err(Error::corruption(
-                path,
-                damage.offset,
-                format!(
-                    "torn tail of {} bytes ({}); absolute recovery refuses to cut it",
-                    torn.bytes, damage.reason
-                ),
-            ));
-        } else if salvage {
-            repair = Some(Repair::Salvage {
-                index,
-                offset: damage.offset,
+        if let Some(damage) = damage {
+            let repair = damaged_segment(path, bytes.len() as u64, damage, index, action)?;
+            return Ok(Scan {
+                segments,
+                repair: Some(repair),
             });
-        } else {
-            return Err(Error::corruption(path, damage.offset, damage.reason));
         }
-        break;
     }
-    report.segments = segments.len();
-    report.records = segments.iter().map(|segment| segment.records).sum();
-    report.log_bytes = segments.iter().map(|segment| segment.valid_bytes).sum();
-    if let Some(first) = segments.first() {
-        report.first_lsn = first.header.first_lsn;
+    Ok(Scan {
+        segments,
+        repair: None,
+    })
+}
+
+/// The repair for a segment whose header does not verify, or `Err` if there is none.
+fn unreadable_header(
+    path: &Path,
+    bytes: &[u8],
+    reason: String,
+    index: usize,
+    is_last: bool,
+    action: Action,
+) -> Result<Repair> {
+    // A crash while a new segment was being created can leave a last segment shorter than
+    // its header, or with a header that never reached the disk: no record was ever written
+    // there (records follow only a synced header).
+    if is_last
+        && bytes.len() <= SEGMENT_HEADER_BYTES
+        && action != Action::Repair(RecoveryMode::Absolute)
+    {
+        return Ok(Repair::RemoveEmptySegment(path.to_path_buf()));
     }
-    if let Some(last) = segments.last() {
-        report.next_lsn = last.header.first_lsn + last.records;
+    if action == Action::Repair(RecoveryMode::Salvage) {
+        return Ok(Repair::Salvage { index, offset: 0 });
     }
-    report.checkpoint = check_checkpoint(fs, &checkpoints, &segments, &report)?;
-    let last_lsn = report.next_lsn - 1;
-    if last_lsn < expectations.last_lsn_min && !salvage {
-        let (file, offset) = match &report.torn_tail {
-            Some(torn) => (torn.file.clone(), torn.offset),
-            None => (dir.to_path_buf(), 0),
-        };
+    Err(Error::corruption(path, 0, reason))
+}
+
+/// The repair for damage found inside a segment of `file_bytes` bytes: a torn tail is cut
+/// (unless the mode is absolute), corruption is salvaged (in salvage mode) or refused.
+fn damaged_segment(
+    path: &Path,
+    file_bytes: u64,
+    damage: Damage,
+    index: usize,
+    action: Action,
+) -> Result<Repair> {
+    let absolute = action == Action::Repair(RecoveryMode::Absolute);
+    if damage.torn && !absolute {
+        return Ok(Repair::CutTornTail(TornTail {
+            file: path.to_path_buf(),
+            offset: damage.offset,
+            bytes: file_bytes - damage.offset,
+            zero_filled: damage.zero_filled,
+            reason: damage.reason,
+        }));
+    }
+    if damage.torn {
         return Err(Error::corruption(
-            file,
-            offset,
+            path,
+            damage.offset,
             format!(
-                "the log would end at LSN {last_lsn}, but records up to LSN {} were acknowledged \
-                 and seen by the caller's index; refusing to open (nothing was cut)",
-                expectations.last_lsn_min
+                "torn tail of {} bytes ({}); absolute recovery refuses to cut it",
+                file_bytes - damage.offset,
+                damage.reason
             ),
         ));
     }
-    if let Action::Repair(_) = action {
-        for leftover in &leftovers {
-            fs.remove(leftover)
-                .map_err(|error| Error::io("removing", leftover, error))?;
+    if action == Action::Repair(RecoveryMode::Salvage) {
+        return Ok(Repair::Salvage {
+            index,
+            offset: damage.offset,
+        });
+    }
+    Err(Error::corruption(path, damage.offset, damage.reason))
+}
+
+/// The report's counts and LSN range from the segments that verified, and the repairs
+/// decided that it names (the checkpoint and the timing are filled in later).
+fn summarize(segments: &[SegmentInfo], repair: Option<&Repair>) -> RecoveryReport {
+    let mut report = RecoveryReport {
+        segments: segments.len(),
+        records: segments.iter().map(|segment| segment.records).sum(),
+        log_bytes: segments.iter().map(|segment| segment.valid_bytes).sum(),
+        first_lsn: segments.first().map_or(1, |first| first.header.first_lsn),
+        next_lsn: segments
+            .last()
+            .map_or(1, |last| last.header.first_lsn + last.records),
+        ..RecoveryReport::default()
+    };
+    match repair {
+        Some(Repair::CutTornTail(torn)) => report.torn_tail = Some(torn.clone()),
+        Some(Repair::RemoveEmptySegment(path)) => report.removed_empty_segment = Some(path.clone()),
+        Some(Repair::Salvage { .. }) | None => {}
+    }
+    report
+}
+
+/// Refuses a log that would end before the records the caller has already seen, before
+/// anything is cut.
+fn check_expectations(
+    dir: &Path,
+    report: &RecoveryReport,
+    expectations: Expectations,
+) -> Result<()> {
+    let last_lsn = report.next_lsn - 1;
+    if last_lsn >= expectations.last_lsn_min {
+        return Ok(());
+    }
+    let (file, offset) = match &report.torn_tail {
+        Some(torn) => (torn.file.clone(), torn.offset),
+        None => (dir.to_path_buf(), 0),
+    };
+    Err(Error::corruption(
+        file,
+        offset,
+        format!(
+            "the log would end at LSN {last_lsn}, but records up to LSN {} were acknowledged \
+             and seen by the caller's index; refusing to open (nothing was cut)",
+            expectations.last_lsn_min
+        ),
+    ))
+}
+
+/// Makes the decided changes: removes a compaction's leftover files, then the repair.
+fn make_repairs(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    files: &[(u64, PathBuf)],
+    leftovers: &[PathBuf],
+    repair: Option<Repair>,
+    report: &mut RecoveryReport,
+) -> Result<()> {
+    for leftover in leftovers {
+        fs.remove(leftover)
+            .map_err(|error| Error::io("removing", leftover, error))?;
+    }
+    match repair {
+        None => {}
+        Some(Repair::CutTornTail(torn)) => cut_torn_tail(fs, dir, &torn)?,
+        Some(Repair::RemoveEmptySegment(path)) => {
+            fs.remove(&path)
+                .map_err(|error| Error::io("removing", &path, error))?;
+            fs.sync_dir(dir)
+                .map_err(|error| Error::io("syncing", dir, error))?;
         }
-        match repair {
-            None => {}
-            Some(Repair::CutTornTail(torn)) => cut_torn_tail(fs, dir, &torn)?,
-            Some(Repair::RemoveEmptySegment(path)) => {
-                fs.remove(&path)
-                    .map_err(|error| Error::io("removing", &path, error))?;
-                fs.sync_dir(dir)
-                    .map_err(|error| Error::io("syncing", dir, error))?;
-            }
-            Some(Repair::Salvage { index, offset }) => {
-                salvage_files(fs, dir, &files[index..], offset, &mut report)?;
-                if offset > 0 {
-                    let path = &files[index].1;
-                    fs.truncate_and_sync(path, offset)
-                        .map_err(|error| Error::io("truncating", path, error))?;
-                }
+        Some(Repair::Salvage { index, offset }) => {
+            salvage_files(fs, dir, &files[index..], offset, report)?;
+            if offset > 0 {
+                let path = &files[index].1;
+                fs.truncate_and_sync(path, offset)
+                    .map_err(|error| Error::io("truncating", path, error))?;
             }
         }
     }
-    report.elapsed = started.elapsed();
-    Ok(Recovered { report, segments })
+    Ok(())
 }
 
 fn check_sequence(

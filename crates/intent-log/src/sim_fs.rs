@@ -227,69 +227,15 @@ impl SimFileSystem {
         state.dead = false;
         state.crash_after_ops = None;
         state.locks.clear();
+        settle_renames(&mut state.files, &mut state.rng);
         let rng = &mut state.rng;
-        let pending_renames: Vec<(PathBuf, PathBuf)> = state
-            .files
-            .iter()
-            .filter(|(_, file)| file.entry_live != file.entry_durable)
-            .filter_map(|(path, file)| file.renamed_from.clone().map(|from| (path.clone(), from)))
-            .collect();
-        for (to, from) in pending_renames {
-            if rng.gen_bool(0.5) {
-                if let Some(target) = state.files.get_mut(&to) {
-                    target.entry_durable = true;
-                    target.renamed_from = None;
-                }
-                state.files.remove(&from);
-            } else {
-                state.files.remove(&to);
-                if let Some(source) = state.files.get_mut(&from) {
-                    source.entry_live = source.entry_durable;
-                }
-            }
-        }
         let mut torn = 0;
         state.files.retain(|_, file| {
-            if file.entry_live != file.entry_durable {
-                let keep_change = rng.gen_bool(0.5);
-                let exists = if keep_change {
-                    file.entry_live
-                } else {
-                    file.entry_durable
-                };
-                file.entry_live = exists;
-                file.entry_durable = exists;
-            }
+            settle_entry(file, rng);
             if !file.entry_live {
                 return false;
             }
-            let durable_len = file.durable_len.min(file.data.len());
-            let pending = file.data.len() - durable_len;
-            let kept = match rng.gen_range(0..4) {
-                0 => 0,
-                1 => pending,
-                _ => rng.gen_range(0..=pending),
-            };
-            file.data.truncate(durable_len + kept);
-            // Tear the sectors that were written but not synced: each may be lost (zeros)
-            // or, rarely, garbage. A sector partly covered by durable bytes keeps them.
-            let mut sector_start = durable_len - durable_len % SECTOR_BYTES;
-            while sector_start < file.data.len() {
-                let from = sector_start.max(durable_len);
-                let to = (sector_start + SECTOR_BYTES).min(file.data.len());
-                let roll = rng.gen_range(0..100);
-                if roll < 20 {
-                    file.data[from..to].fill(0);
-                    torn += 1;
-                } else if roll < 24 {
-                    for byte in &mut file.data[from..to] {
-                        *byte = rng.gen();
-                    }
-                    torn += 1;
-                }
-                sector_start += SECTOR_BYTES;
-            }
-            file.durable_len = file.data.len();
+            torn += lose_unsynced_bytes(file, rng);
             true
         });
         state.torn_sectors += torn;
@@ -333,6 +279,79 @@ impl SimFileSystem {
         target.copy_from_slice(bytes);
         true
     }
+}
+
+/// A crash settles each rename not yet made durable: either it happened (the target is
+/// durable, the source gone) or it did not (the target gone, the source back).
+fn settle_renames(files: &mut BTreeMap<PathBuf, SimFile>, rng: &mut SmallRng) {
+    let pending_renames: Vec<(PathBuf, PathBuf)> = files
+        .iter()
+        .filter(|(_, file)| file.entry_live != file.entry_durable)
+        .filter_map(|(path, file)| file.renamed_from.clone().map(|from| (path.clone(), from)))
+        .collect();
+    for (to, from) in pending_renames {
+        if rng.gen_bool(0.5) {
+            if let Some(target) = files.get_mut(&to) {
+                target.entry_durable = true;
+                target.renamed_from = None;
+            }
+            files.remove(&from);
+        } else {
+            files.remove(&to);
+            if let Some(source) = files.get_mut(&from) {
+                source.entry_live = source.entry_durable;
+            }
+        }
+    }
+}
+
+/// A crash keeps or loses a file's un-synced creation or removal, at random.
+fn settle_entry(file: &mut SimFile, rng: &mut SmallRng) {
+    if file.entry_live == file.entry_durable {
+        return;
+    }
+    let keep_change = rng.gen_bool(0.5);
+    let exists = if keep_change {
+        file.entry_live
+    } else {
+        file.entry_durable
+    };
+    file.entry_live = exists;
+    file.entry_durable = exists;
+}
+
+/// A crash keeps a random prefix of a file's un-synced bytes, and tears the sectors they
+/// were in; returns how many sectors it tore.
+fn lose_unsynced_bytes(file: &mut SimFile, rng: &mut SmallRng) -> u64 {
+    let durable_len = file.durable_len.min(file.data.len());
+    let pending = file.data.len() - durable_len;
+    let kept = match rng.gen_range(0..4) {
+        0 => 0,
+        1 => pending,
+        _ => rng.gen_range(0..=pending),
+    };
+    file.data.truncate(durable_len + kept);
+    // Tear the sectors that were written but not synced: each may be lost (zeros) or,
+    // rarely, garbage. A sector partly covered by durable bytes keeps them.
+    let mut torn = 0;
+    let mut sector_start = durable_len - durable_len % SECTOR_BYTES;
+    while sector_start < file.data.len() {
+        let from = sector_start.max(durable_len);
+        let to = (sector_start + SECTOR_BYTES).min(file.data.len());
+        let roll = rng.gen_range(0..100);
+        if roll < 20 {
+            file.data[from..to].fill(0);
+            torn += 1;
+        } else if roll < 24 {
+            for byte in &mut file.data[from..to] {
+                *byte = rng.gen();
+            }
+            torn += 1;
+        }
+        sector_start += SECTOR_BYTES;
+    }
+    file.durable_len = file.data.len();
+    torn
 }
 
 struct SimHandle {

@@ -3,6 +3,7 @@
 //! `write` and makes it durable with one sync, then answers every waiter. There is no
 //! artificial delay: while one sync runs, the next batch fills by itself.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -57,7 +58,6 @@ impl Writer {
         let mut buffer: Vec<u8> = Vec::with_capacity(64 * 1024);
         let mut batch: Vec<AppendRequest> = Vec::new();
         let mut carried: Option<Request> = None;
-        let batch_bytes_max = self.shared.options.batch_bytes_max;
         // How many append calls the last batch answered: they are likely to come back.
         let mut expected = 1usize;
         let mut last_sync = Duration::ZERO;
@@ -76,54 +76,15 @@ impl Writer {
             let first = match first {
                 Request::Append(first) => first,
                 Request::Rotate(reply) => {
-                    let rotated = if self.next_lsn > self.header.first_lsn {
-                        self.rotate()
-                    } else {
-                        Ok(())
-                    };
-                    match rotated {
-                        Ok(()) => {
-                            let _ = reply.send(Ok(self.next_lsn));
-                        }
-                        Err(error) => {
-                            let cause = error.to_string();
-                            let _ = reply.send(Err(error));
-                            self.poison(Error::Poisoned { cause }, &mut batch, None);
-                            return;
-                        }
+                    if self.rotate_on_request(reply, &mut batch).is_break() {
+                        return;
                     }
                     continue;
                 }
             };
-            let mut batch_bytes = first.bytes;
-            batch.push(first);
-            // Regather: the appenders answered last time are being woken right now. Give
-            // them a moment (a fraction of one sync, never more than REGATHER_MAX) to
-            // come back, so one sync carries all of them instead of one sync for the first
-            // and another for the rest. With a single appender `expected` is 1 and
-            // nothing waits; with a full queue everything is already there.
             let regather = (last_sync / REGATHER_FRACTION).min(REGATHER_MAX);
-            let started = Instant::now();
-            while batch_bytes < batch_bytes_max {
-                match self.receiver.try_recv() {
-                    Ok(Request::Append(request)) => {
-                        if batch_bytes + request.bytes > batch_bytes_max {
-                            carried = Some(Request::Append(request));
-                            break;
-                        }
-                        batch_bytes += request.bytes;
-                        batch.push(request);
-                    }
-                    Ok(rotate @ Request::Rotate(_)) => {
-                        carried = Some(rotate);
-                        break;
-                    }
-                    Err(_) if batch.len() < expected && started.elapsed() < regather => {
-                        std::thread::yield_now()
-                    }
-                    Err(_) => break,
-                }
-            }
+            let (batch_bytes, next) = self.gather(first, &mut batch, expected, regather);
+            carried = next;
             let sync_started = Instant::now();
             if let Err(error) = self.commit(&mut buffer, &batch, batch_bytes) {
                 self.poison(error, &mut batch, carried.take());
@@ -131,15 +92,83 @@ impl Writer {
             }
             last_sync = sync_started.elapsed();
             expected = batch.len();
-            let mut lsn = self.next_lsn;
-            for request in batch.drain(..) {
-                let count = request.records.len() as u64;
-                // The appender may have given up waiting; the records are durable anyway.
-                let _ = request.reply.send(Ok(lsn));
-                lsn += count;
-            }
-            self.next_lsn = lsn;
+            self.acknowledge(&mut batch);
         }
+    }
+
+    /// A rotation asked for by compaction: a new segment unless the current one is still
+    /// empty. `Break` when it failed and the log is poisoned.
+    fn rotate_on_request(
+        &mut self,
+        reply: oneshot::Sender<Result<u64>>,
+        batch: &mut Vec<AppendRequest>,
+    ) -> ControlFlow<()> {
+        let rotated = if self.next_lsn > self.header.first_lsn {
+            self.rotate()
+        } else {
+            Ok(())
+        };
+        match rotated {
+            Ok(()) => {
+                let _ = reply.send(Ok(self.next_lsn));
+                ControlFlow::Continue(())
+            }
+            Err(error) => {
+                let cause = error.to_string();
+                let _ = reply.send(Err(error));
+                self.poison(Error::Poisoned { cause }, batch, None);
+                ControlFlow::Break(())
+            }
+        }
+    }
+
+    /// Fills `batch` after `first` with what is queued, up to `batch_bytes_max`; returns
+    /// its bytes and the request that did not fit (or a rotation), to go first next time.
+    fn gather(
+        &mut self,
+        first: AppendRequest,
+        batch: &mut Vec<AppendRequest>,
+        expected: usize,
+        regather: Duration,
+    ) -> (usize, Option<Request>) {
+        let batch_bytes_max = self.shared.options.batch_bytes_max;
+        let mut batch_bytes = first.bytes;
+        batch.push(first);
+        // Regather: the appenders answered last time are being woken right now. Give them
+        // a moment (a fraction of one sync, never more than REGATHER_MAX) to come back, so
+        // one sync carries all of them instead of one sync for the first and another for
+        // the rest. With a single appender `expected` is 1 and nothing waits; with a full
+        // queue everything is already there.
+        let started = Instant::now();
+        while batch_bytes < batch_bytes_max {
+            match self.receiver.try_recv() {
+                Ok(Request::Append(request)) => {
+                    if batch_bytes + request.bytes > batch_bytes_max {
+                        return (batch_bytes, Some(Request::Append(request)));
+                    }
+                    batch_bytes += request.bytes;
+                    batch.push(request);
+                }
+                Ok(rotate @ Request::Rotate(_)) => return (batch_bytes, Some(rotate)),
+                Err(_) if batch.len() < expected && started.elapsed() < regather => {
+                    std::thread::yield_now()
+                }
+                Err(_) => break,
+            }
+        }
+        (batch_bytes, None)
+    }
+
+    /// Answers every request of a durable batch with its first LSN.
+    fn acknowledge(&mut self, batch: &mut Vec<AppendRequest>) {
+        let mut lsn = self.next_lsn;
+        for request in batch.drain(..) {
+            let count = request.records.len() as u64;
+            // The appender may have given up waiting; the records are durable anyway.
+            let _ = request.reply.send(Ok(lsn));
+            lsn += count;
+        }
+        self.next_lsn = lsn;
     }
 
     /// The next request: spin briefly (an appender answered a moment ago is likely to send
