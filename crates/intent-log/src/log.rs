@@ -1,4 +1,5 @@
 //! The log handle: open (with recovery), append (group-committed), read, truncate, close.
+//! `log/open.rs` holds the steps of opening: the lock, and the segment appended to.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,13 +10,16 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::checkpoint::{self, CheckpointInfo, CheckpointReader};
 use crate::error::{Error, Result};
-use crate::format::{SegmentHeader, SEGMENT_HEADER_BYTES};
-use crate::fs::{FileSystem, LockGuard, StdFileSystem, WritableFile};
+use crate::fs::{FileSystem, LockGuard, StdFileSystem};
 use crate::options::Options;
 use crate::reader::LogReader;
 use crate::recovery::{recover, Action, Expectations, Recovered, RecoveryReport, SegmentInfo};
 use crate::stats::{LogStats, Stats};
-use crate::writer::{create_segment, request_bytes, AppendRequest, Request, Writer};
+use crate::writer::{request_bytes, AppendRequest, Request, Writer};
+
+mod open;
+
+use open::{lock_dir, reopen_last_segment, start_first_segment};
 
 /// Name of the lock file that keeps a second process out of the directory.
 pub const LOCK_FILE_NAME: &str = "LOCK";
@@ -460,71 +464,6 @@ impl Drop for Log {
     fn drop(&mut self) {
         self.close();
     }
-}
-
-/// Takes the directory's lock file, so a second process cannot open the same log.
-fn lock_dir(fs: &dyn FileSystem, dir: &Path) -> Result<Box<dyn LockGuard>> {
-    let lock_path = dir.join(LOCK_FILE_NAME);
-    fs.lock(&lock_path).map_err(|error| {
-        if error.kind() == std::io::ErrorKind::WouldBlock {
-            Error::Locked {
-                dir: dir.to_path_buf(),
-            }
-        } else {
-            Error::io("locking", &lock_path, error)
-        }
-    })
-}
-
-/// The segment the writer appends to, open, and where it stands.
-struct Tail {
-    file: Box<dyn WritableFile>,
-    header: SegmentHeader,
-    segment_bytes: u64,
-}
-
-/// Opens the last segment recovery kept for appending, after making what it holds durable.
-fn reopen_last_segment(fs: &dyn FileSystem, dir: &Path, last: &SegmentInfo) -> Result<Tail> {
-    let mut file = fs
-        .open_append(&last.path)
-        .map_err(|error| Error::io("opening", &last.path, error))?;
-    // What recovery accepted may still sit only in the page cache if the previous process
-    // was killed before its sync: make it durable before anyone acts on it.
-    file.sync_data()
-        .map_err(|error| Error::io("syncing", &last.path, error))?;
-    fs.sync_dir(dir)
-        .map_err(|error| Error::io("syncing", dir, error))?;
-    Ok(Tail {
-        file,
-        header: last.header,
-        segment_bytes: last.valid_bytes,
-    })
-}
-
-/// Creates the first segment of a new log (a new log id), starting at `first_lsn`.
-fn start_first_segment(
-    fs: &dyn FileSystem,
-    dir: &Path,
-    first_lsn: u64,
-) -> Result<(Tail, SegmentInfo)> {
-    let header = SegmentHeader {
-        log_id: *uuid::Uuid::new_v4().as_bytes(),
-        segment_id: 1,
-        first_lsn,
-    };
-    let (file, path) = create_segment(fs, dir, &header)?;
-    let info = SegmentInfo {
-        path,
-        header,
-        valid_bytes: SEGMENT_HEADER_BYTES as u64,
-        records: 0,
-    };
-    let tail = Tail {
-        file,
-        header,
-        segment_bytes: SEGMENT_HEADER_BYTES as u64,
-    };
-    Ok((tail, info))
 }
 
 /// Verifies a log directory without changing anything (no lock taken, nothing cut).
