@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use crate::amount::Amount;
 use crate::classify::{self, classify_lookup, unknown, ErrorModel, Exchange, Lookup};
-use crate::config::AeeronConfig;
+use crate::config::ConnectorConfig;
 use crate::connector::{Connector, DispatchRequest};
 use crate::error::{echo, Error, Result};
 use crate::http::HttpTransport;
@@ -120,7 +120,7 @@ pub struct AeeronConnector {
 
 impl AeeronConnector {
     /// Builds the connector and its HTTP client.
-    pub fn new(config: AeeronConfig) -> Result<Self> {
+    pub fn new(config: ConnectorConfig) -> Result<Self> {
         config.validate()?;
         let transport = HttpTransport::new(
             AEERON_NAME,
@@ -251,7 +251,7 @@ impl Connector for AeeronConnector {
 
 /// An execution look-up → status check. `succeeded` → complete, `processing` or
 /// `pending` → pending, `failed` → failed (bound to the key: never re-send).
-pub fn execution_status(lookup: Lookup, key: &IdempotencyKey) -> StatusCheck {
+pub(crate) fn execution_status(lookup: Lookup, key: &IdempotencyKey) -> StatusCheck {
     let result = match lookup {
         Lookup::Resource(result) => result,
         Lookup::NotFound => return StatusCheck::NotFound,

@@ -22,7 +22,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::classify::{self, classify_lookup, unknown, ErrorModel, Exchange, Lookup};
-use crate::config::PurpleFleaConfig;
+use crate::config::ConnectorConfig;
 use crate::connector::{Connector, DispatchRequest};
 use crate::error::{echo, Error, Result};
 use crate::http::HttpTransport;
@@ -232,7 +232,7 @@ pub struct PurpleFleaConnector {
 
 impl PurpleFleaConnector {
     /// Builds the connector and its HTTP client.
-    pub fn new(config: PurpleFleaConfig) -> Result<Self> {
+    pub fn new(config: ConnectorConfig) -> Result<Self> {
         config.validate()?;
         let transport = HttpTransport::new(
             PURPLE_FLEA_NAME,
@@ -435,7 +435,7 @@ fn read_status_field(resource: &Value) -> std::result::Result<RemoteStatus, Stri
 /// "released" implies a fund happened (release is legal only from funded); "refunded"
 /// does not (created → refunded is legal), so a fund followed by a refund cannot be
 /// told from a refund alone: unknown, for the operator.
-pub fn escrow_move_status(operation: &str, lookup: Lookup) -> StatusCheck {
+pub(crate) fn escrow_move_status(operation: &str, lookup: Lookup) -> StatusCheck {
     let result = match lookup {
         Lookup::Resource(result) => result,
         Lookup::NotFound => return StatusCheck::NotFound,
