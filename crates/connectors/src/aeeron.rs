@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use crate::amount::Amount;
 use crate::classify::{self, classify_lookup, unknown, ErrorModel, Exchange, Lookup};
-use crate::config::ConnectorConfig;
+use crate::config::HttpConnectorConfig;
 use crate::connector::{amount_micros_field, resource_id_field, Connector, DispatchRequest};
 use crate::error::{echo, Error, Result};
 use crate::http::HttpTransport;
@@ -120,7 +120,7 @@ pub struct AeeronConnector {
 
 impl AeeronConnector {
     /// Builds the connector and its HTTP client.
-    pub fn new(config: ConnectorConfig) -> Result<Self> {
+    pub fn new(config: HttpConnectorConfig) -> Result<Self> {
         config.validate()?;
         let transport = HttpTransport::new(
             AEERON_NAME,
@@ -308,7 +308,7 @@ mod tests {
     use super::*;
 
     fn aeeron() -> AeeronConnector {
-        AeeronConnector::new(ConnectorConfig::new("http://127.0.0.1:1")).unwrap()
+        AeeronConnector::new(HttpConnectorConfig::new("http://127.0.0.1:1")).unwrap()
     }
 
     #[test]

@@ -16,11 +16,11 @@ pub const REQUEST_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
 pub const KEY_LIFETIME_DEFAULT: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// The environment variable that conventionally holds the Purple Flea API key
-/// (pass it to [`ConnectorConfig::from_env`]).
+/// (pass it to [`HttpConnectorConfig::from_env`]).
 pub const PURPLE_FLEA_API_KEY_VARIABLE: &str = "PURPLE_FLEA_API_KEY";
 
 /// The environment variable that conventionally holds the Aeeron API key
-/// (pass it to [`ConnectorConfig::from_env`]).
+/// (pass it to [`HttpConnectorConfig::from_env`]).
 pub const AEERON_API_KEY_VARIABLE: &str = "AEERON_API_KEY";
 
 /// Refuses settings that cannot work. A zero timeout makes every request fail at once
@@ -50,7 +50,7 @@ fn check(
 /// [`crate::AeeronConnector`]): both speak HTTP with the same knobs, so they share one
 /// struct. `Debug` never shows the key.
 #[derive(Clone, Debug)]
-pub struct ConnectorConfig {
+pub struct HttpConnectorConfig {
     /// Where the API lives, e.g. `https://api.purpleflea.com` or a simulator's URL
     /// (each connector appends its own paths).
     pub base_url: String,
@@ -64,7 +64,7 @@ pub struct ConnectorConfig {
     pub key_lifetime: Duration,
 }
 
-impl ConnectorConfig {
+impl HttpConnectorConfig {
     /// Refuses a zero timeout or key lifetime (the connector's `new` calls this).
     pub fn validate(&self) -> Result<()> {
         check(
@@ -109,7 +109,7 @@ mod tests {
             (5_000, 30_000, 0, "key_lifetime is 0"),
         ];
         for &(connect_ms, request_ms, lifetime_ms, expected) in cases {
-            let mut config = ConnectorConfig::new("http://127.0.0.1:1");
+            let mut config = HttpConnectorConfig::new("http://127.0.0.1:1");
             config.connect_timeout = Duration::from_millis(connect_ms);
             config.request_timeout = Duration::from_millis(request_ms);
             config.key_lifetime = Duration::from_millis(lifetime_ms);
@@ -132,7 +132,7 @@ mod tests {
 
     #[test]
     fn debug_hides_the_key() {
-        let mut config = ConnectorConfig::new("http://127.0.0.1:1");
+        let mut config = HttpConnectorConfig::new("http://127.0.0.1:1");
         config.api_key = Some(Secret::new("pf_secret_value"));
         let shown = format!("{config:?}");
         assert!(!shown.contains("pf_secret_value"), "{shown}");

@@ -12,11 +12,11 @@
 //! failures).
 //!
 //! ```no_run
-//! use connectors::{Connector, ConnectorConfig, DispatchRequest, IdempotencyKey, Outcome, PurpleFleaConnector, StatusCheck, PURPLE_FLEA_API_KEY_VARIABLE};
+//! use connectors::{Connector, HttpConnectorConfig, DispatchRequest, IdempotencyKey, Outcome, PurpleFleaConnector, StatusCheck, PURPLE_FLEA_API_KEY_VARIABLE};
 //! use serde_json::json;
 //!
 //! # async fn demo() -> connectors::Result<()> {
-//! let config = ConnectorConfig::from_env("http://127.0.0.1:8080", PURPLE_FLEA_API_KEY_VARIABLE)?;
+//! let config = HttpConnectorConfig::from_env("http://127.0.0.1:8080", PURPLE_FLEA_API_KEY_VARIABLE)?;
 //! let connector = PurpleFleaConnector::new(config)?;
 //! let params = json!({"game": "dice", "amount": "10.00", "target": 50, "prediction": "over"});
 //! connector.validate("bet", &params)?; // before the intent is logged
@@ -61,7 +61,7 @@ mod secret;
 pub use aeeron::{AeeronConnector, ExecuteParams, AEERON_EXECUTE, AEERON_NAME};
 pub use classify::{ErrorModel, Exchange, RawResponse, TransportFault};
 pub use config::{
-    ConnectorConfig, AEERON_API_KEY_VARIABLE, CONNECT_TIMEOUT_DEFAULT, KEY_LIFETIME_DEFAULT,
+    HttpConnectorConfig, AEERON_API_KEY_VARIABLE, CONNECT_TIMEOUT_DEFAULT, KEY_LIFETIME_DEFAULT,
     PURPLE_FLEA_API_KEY_VARIABLE, REQUEST_TIMEOUT_DEFAULT,
 };
 pub use connector::{

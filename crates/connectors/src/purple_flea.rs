@@ -22,7 +22,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::classify::{self, classify_lookup, unknown, ErrorModel, Exchange, Lookup};
-use crate::config::ConnectorConfig;
+use crate::config::HttpConnectorConfig;
 use crate::connector::{amount_micros_field, resource_id_field, Connector, DispatchRequest};
 use crate::error::{echo, Error, Result};
 use crate::http::HttpTransport;
@@ -232,7 +232,7 @@ pub struct PurpleFleaConnector {
 
 impl PurpleFleaConnector {
     /// Builds the connector and its HTTP client.
-    pub fn new(config: ConnectorConfig) -> Result<Self> {
+    pub fn new(config: HttpConnectorConfig) -> Result<Self> {
         config.validate()?;
         let transport = HttpTransport::new(
             PURPLE_FLEA_NAME,
@@ -494,7 +494,7 @@ mod tests {
     use super::*;
 
     fn purple_flea() -> PurpleFleaConnector {
-        PurpleFleaConnector::new(ConnectorConfig::new("http://127.0.0.1:1")).unwrap()
+        PurpleFleaConnector::new(HttpConnectorConfig::new("http://127.0.0.1:1")).unwrap()
     }
 
     #[test]

@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use connectors::{AeeronConnector, ConnectorConfig, PurpleFleaConnector};
+use connectors::{AeeronConnector, HttpConnectorConfig, PurpleFleaConnector};
 use scheduler::{ConnectorSettings, EngineConfig, RetryPolicy, SpendingGuard};
 use serde::Deserialize;
 
@@ -418,7 +418,7 @@ impl ConnectorConfig {
         let key_lifetime = Duration::from_millis(self.key_lifetime_ms());
         let connector: Arc<dyn connectors::Connector> = match self.kind.as_str() {
             "purple_flea" => {
-                let mut config = ConnectorConfig::new(&self.base_url);
+                let mut config = HttpConnectorConfig::new(&self.base_url);
                 config.api_key = api_key;
                 config.connect_timeout = connect_timeout;
                 config.request_timeout = request_timeout;
@@ -426,7 +426,7 @@ impl ConnectorConfig {
                 Arc::new(PurpleFleaConnector::new(config)?)
             }
             "aeeron" => {
-                let mut config = ConnectorConfig::new(&self.base_url);
+                let mut config = HttpConnectorConfig::new(&self.base_url);
                 config.api_key = api_key;
                 config.connect_timeout = connect_timeout;
                 config.request_timeout = request_timeout;

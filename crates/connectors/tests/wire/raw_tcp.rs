@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use connectors::{
-    AeeronConnector, Connector, ConnectorConfig, DispatchRequest, IdempotencyKey, Outcome,
+    AeeronConnector, Connector, DispatchRequest, HttpConnectorConfig, IdempotencyKey, Outcome,
     PurpleFleaConnector, Secret, StatusCheck,
 };
 
@@ -109,7 +109,7 @@ async fn requests_carry_the_keys_and_the_api_key_never_leaks() {
         body.len()
     );
     let server = raw_server(reply("201 Created", &headers, body)).await;
-    let mut config = ConnectorConfig::new(&server.base_url);
+    let mut config = HttpConnectorConfig::new(&server.base_url);
     config.api_key = Some(Secret::new("pf_live_hunter2"));
     let connector = PurpleFleaConnector::new(config.clone()).unwrap();
     let request = bet();
@@ -141,7 +141,7 @@ async fn aeeron_sends_the_payment_id_outside_the_params() {
     let body = br#"{"id":"ex_1","status":"succeeded"}"#;
     let headers = format!("Content-Length: {}\r\n", body.len());
     let server = raw_server(reply("201 Created", &headers, body)).await;
-    let mut config = ConnectorConfig::new(&server.base_url);
+    let mut config = HttpConnectorConfig::new(&server.base_url);
     config.api_key = Some(Secret::new("ae_key_42"));
     let connector = AeeronConnector::new(config).unwrap();
     let mut request = execute();
