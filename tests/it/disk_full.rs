@@ -332,7 +332,7 @@ async fn compact_history_into_the_index(data: &Path, purple_flea: &str) -> sched
     config.log.batch_bytes_max = 2 * 1024;
     config.log.segment_bytes = 4 * 1024;
     let connector =
-        connectors::PurpleFleaConnector::new(connectors::PurpleFleaConfig::new(purple_flea))
+        connectors::PurpleFleaConnector::new(connectors::HttpConnectorConfig::new(purple_flea))
             .unwrap();
     let mut settings = scheduler::ConnectorSettings::new(std::sync::Arc::new(connector));
     settings.key_lifetime = Some(Duration::from_millis(1));

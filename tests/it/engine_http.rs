@@ -9,8 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use connectors::{
-    AeeronConfig, AeeronConnector, Connector, IdempotencyKey, Outcome, PurpleFleaConfig,
-    PurpleFleaConnector,
+    AeeronConnector, Connector, HttpConnectorConfig, IdempotencyKey, Outcome, PurpleFleaConnector,
 };
 use scheduler::{
     ConnectorSettings, Engine, EngineConfig, Intent, RetryPolicy, State, StateName,
@@ -63,14 +62,14 @@ async fn aeeron_server(rules: Vec<FaultRule>) -> RunningServer {
 }
 
 fn purple_flea(server: &RunningServer) -> Arc<PurpleFleaConnector> {
-    let mut config = PurpleFleaConfig::new(server.base_url());
+    let mut config = HttpConnectorConfig::new(server.base_url());
     config.request_timeout = REQUEST_TIMEOUT;
     config.connect_timeout = Duration::from_secs(1);
     Arc::new(PurpleFleaConnector::new(config).unwrap())
 }
 
 fn aeeron(server: &RunningServer) -> Arc<AeeronConnector> {
-    let mut config = AeeronConfig::new(server.base_url());
+    let mut config = HttpConnectorConfig::new(server.base_url());
     config.request_timeout = REQUEST_TIMEOUT;
     config.connect_timeout = Duration::from_secs(1);
     Arc::new(AeeronConnector::new(config).unwrap())

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use connectors::{PurpleFleaConfig, PurpleFleaConnector};
+use connectors::{HttpConnectorConfig, PurpleFleaConnector};
 use scheduler::{ConnectorSettings, Engine, EngineConfig, RetryPolicy, StateName, SubmitRequest};
 use serde_json::{json, Value};
 use simulator::{FaultKind, FaultPlan, FaultRule, PurpleFlea};
@@ -159,7 +159,7 @@ async fn fill(dir: &Path) -> Vec<String> {
     )
     .await
     .unwrap();
-    let mut config = PurpleFleaConfig::new(server.base_url());
+    let mut config = HttpConnectorConfig::new(server.base_url());
     config.request_timeout = Duration::from_millis(400);
     let connector = Arc::new(PurpleFleaConnector::new(config).unwrap());
     let mut settings = ConnectorSettings::new(connector);

@@ -15,8 +15,8 @@ use serde_json::{json, Value};
 
 use crate::amount::Amount;
 use crate::classify::{self, classify_lookup, unknown, ErrorModel, Exchange, Lookup};
-use crate::config::AeeronConfig;
-use crate::connector::{Connector, DispatchRequest};
+use crate::config::HttpConnectorConfig;
+use crate::connector::{amount_micros_field, resource_id_field, Connector, DispatchRequest};
 use crate::error::{echo, Error, Result};
 use crate::http::HttpTransport;
 use crate::keys::IdempotencyKey;
@@ -120,7 +120,7 @@ pub struct AeeronConnector {
 
 impl AeeronConnector {
     /// Builds the connector and its HTTP client.
-    pub fn new(config: AeeronConfig) -> Result<Self> {
+    pub fn new(config: HttpConnectorConfig) -> Result<Self> {
         config.validate()?;
         let transport = HttpTransport::new(
             AEERON_NAME,
@@ -244,6 +244,26 @@ impl Connector for AeeronConnector {
         execution_status(classify_lookup(ErrorModel::Aeeron, &exchange), key)
     }
 
+    fn amount_micros(&self, _operation: &str, params: &Value) -> Option<u64> {
+        // The budget is the most an execution may spend (the quote is unknown until the
+        // provider prices it), so the guards count the budget.
+        params
+            .get("budget")
+            .and_then(|budget| amount_micros_field(budget, "amount"))
+    }
+
+    fn resource_id(&self, outcome: &Outcome) -> Option<String> {
+        // An execution answers with its `id`; once the provider was touched, a failure
+        // (`execution_failed`, `provider_unavailable`) names it in `details.execution_id`.
+        match outcome {
+            Outcome::Success { result } => resource_id_field(result, "id"),
+            other => other
+                .detail()
+                .and_then(|detail| detail.details.as_ref())
+                .and_then(|details| resource_id_field(details, "execution_id")),
+        }
+    }
+
     fn classify(&self, exchange: &Exchange) -> Outcome {
         classify::classify(ErrorModel::Aeeron, exchange, SystemTime::now())
     }
@@ -251,7 +271,7 @@ impl Connector for AeeronConnector {
 
 /// An execution look-up → status check. `succeeded` → complete, `processing` or
 /// `pending` → pending, `failed` → failed (bound to the key: never re-send).
-pub fn execution_status(lookup: Lookup, key: &IdempotencyKey) -> StatusCheck {
+pub(crate) fn execution_status(lookup: Lookup, key: &IdempotencyKey) -> StatusCheck {
     let result = match lookup {
         Lookup::Resource(result) => result,
         Lookup::NotFound => return StatusCheck::NotFound,
@@ -286,6 +306,58 @@ pub fn execution_status(lookup: Lookup, key: &IdempotencyKey) -> StatusCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn aeeron() -> AeeronConnector {
+        AeeronConnector::new(HttpConnectorConfig::new("http://127.0.0.1:1")).unwrap()
+    }
+
+    #[test]
+    fn amount_is_the_budget() {
+        let connector = aeeron();
+        #[rustfmt::skip]
+        let cases: &[(Value, Option<u64>)] = &[
+            (json!({"action":"web.search","params":{"queries":3},"budget":{"amount":"12.00","currency":"USDC"}}), Some(12_000_000)),
+            (json!({"action":"web.search","params":{"queries":3},"budget":{"amount":"0.5","currency":"USDC"}}), Some(500_000)),
+            (json!({"action":"web.search","params":{"queries":3}}), None),
+            (json!({"action":"web.search","params":{"queries":3},"budget":{"amount":12,"currency":"USDC"}}), None),
+            (json!({"action":"web.search","params":{"queries":3},"budget":"12.00"}), None),
+            // A stray top-level amount is not what an execution may spend: the budget is.
+            (json!({"action":"web.search","amount":"0.01","budget":{"amount":"12.00","currency":"USDC"}}), Some(12_000_000)),
+        ];
+        for (params, expected) in cases {
+            assert_eq!(
+                connector.amount_micros(AEERON_EXECUTE, params),
+                *expected,
+                "{params}"
+            );
+        }
+    }
+
+    #[test]
+    fn resource_id_is_the_execution_id_of_a_success_or_a_touched_failure() {
+        let connector = aeeron();
+        let classified = |status: u16, body: &str| {
+            connector.classify(&Exchange::Response(crate::RawResponse::new(status, body)))
+        };
+        let too_long = "x".repeat(crate::RESOURCE_ID_KEPT_BYTES_MAX + 1);
+        #[rustfmt::skip]
+        let cases: &[(Outcome, Option<&str>)] = &[
+            (classified(201, r#"{"id":"ex_1","status":"succeeded"}"#), Some("ex_1")),
+            (classified(502, r#"{"error":{"code":"execution_failed","details":{"execution_id":"ex_2","payment_cleared":true,"provider_touched":true}}}"#), Some("ex_2")),
+            (classified(503, r#"{"error":{"code":"provider_unavailable","details":{"payment_cleared":true,"provider_touched":true,"execution_id":"ex_3"}}}"#), Some("ex_3")),
+            (classified(503, r#"{"error":{"code":"provider_unavailable","details":{"payment_cleared":false,"provider_touched":false,"execution_id":null}}}"#), None),
+            (classified(402, r#"{"error":{"code":"payment_required","details":{"amount":"16.80","currency":"USDC"}}}"#), None),
+            (classified(201, r#"{"status":"succeeded"}"#), None),
+            (Outcome::Success { result: json!({"id": too_long}) }, None),
+        ];
+        for (outcome, expected) in cases {
+            assert_eq!(
+                connector.resource_id(outcome).as_deref(),
+                *expected,
+                "{outcome:?}"
+            );
+        }
+    }
 
     #[test]
     #[rustfmt::skip]

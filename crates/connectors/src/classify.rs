@@ -106,7 +106,7 @@ pub enum ErrorModel {
 /// | connection lost  | ambiguous, code `connection_lost`         |
 /// | body incomplete  | ambiguous, code `body_incomplete`         |
 /// | not built        | permanent, code `request_not_built`       |
-pub fn classify_transport(fault: &TransportFault) -> Outcome {
+pub(crate) fn classify_transport(fault: &TransportFault) -> Outcome {
     match fault {
         TransportFault::NotSent { message } => Outcome::Retryable {
             reason: ErrorDetail::new("not_sent", format!("the request never reached the server: {message}")),
@@ -136,7 +136,7 @@ pub fn classify_transport(fault: &TransportFault) -> Outcome {
 }
 
 /// Classifies one dispatch exchange with the given error model.
-pub fn classify(model: ErrorModel, exchange: &Exchange, now: SystemTime) -> Outcome {
+pub(crate) fn classify(model: ErrorModel, exchange: &Exchange, now: SystemTime) -> Outcome {
     match (model, exchange) {
         (_, Exchange::Transport(fault)) => classify_transport(fault),
         (ErrorModel::PurpleFlea, Exchange::Response(response)) => {
@@ -158,7 +158,7 @@ pub fn classify(model: ErrorModel, exchange: &Exchange, now: SystemTime) -> Outc
 /// | 429               | retryable, whole connector, after Retry-After     |
 /// | 502, 503          | retryable, this intent, after Retry-After if given|
 /// | any other         | ambiguous (`unexpected_status`)                   |
-pub fn classify_purple_flea(response: &RawResponse, now: SystemTime) -> Outcome {
+pub(crate) fn classify_purple_flea(response: &RawResponse, now: SystemTime) -> Outcome {
     let status = response.status;
     if (200..300).contains(&status) {
         return success_or_ambiguous(response, |_| true);
@@ -210,7 +210,7 @@ pub fn classify_purple_flea(response: &RawResponse, now: SystemTime) -> Outcome 
 /// | execution_failed      |                                    | execution failed                |
 /// | any other code        |                                    | ambiguous                       |
 /// | (unreadable body)     | any status                         | ambiguous                       |
-pub fn classify_aeeron(response: &RawResponse, now: SystemTime) -> Outcome {
+pub(crate) fn classify_aeeron(response: &RawResponse, now: SystemTime) -> Outcome {
     let Some(error) = parse_aeeron_error(&response.body) else {
         if (200..300).contains(&response.status) {
             return success_or_ambiguous(response, |object| !object.contains_key("error"));
@@ -268,7 +268,7 @@ pub fn classify_aeeron(response: &RawResponse, now: SystemTime) -> Outcome {
 }
 
 /// The code given to error bodies that could not be read.
-pub const UNREADABLE_ERROR_BODY: &str = "unreadable_error_body";
+pub(crate) const UNREADABLE_ERROR_BODY: &str = "unreadable_error_body";
 
 /// Success only for a JSON object body that `accept` allows; anything else is ambiguous,
 /// since a 2xx means the provider executed but we cannot read what it did.
@@ -297,7 +297,7 @@ fn success_or_ambiguous(
 
 /// A Purple Flea error body: `{"error":"<code>","message":"<text>"}`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PurpleFleaError {
+pub(crate) struct PurpleFleaError {
     /// `error`.
     pub code: String,
     /// `message`, empty when absent.
@@ -305,7 +305,7 @@ pub struct PurpleFleaError {
 }
 
 /// Reads a Purple Flea error body; `None` for anything not of that shape. Never panics.
-pub fn parse_purple_flea_error(body: &[u8]) -> Option<PurpleFleaError> {
+pub(crate) fn parse_purple_flea_error(body: &[u8]) -> Option<PurpleFleaError> {
     let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(body) else {
         return None;
     };
@@ -320,7 +320,7 @@ pub fn parse_purple_flea_error(body: &[u8]) -> Option<PurpleFleaError> {
 
 /// An Aeeron error body: `{"error":{"code","message","details"}}`.
 #[derive(Clone, Debug, PartialEq)]
-pub struct AeeronError {
+pub(crate) struct AeeronError {
     /// `error.code`.
     pub code: String,
     /// `error.message`, empty when absent.
@@ -330,7 +330,7 @@ pub struct AeeronError {
 }
 
 /// Reads an Aeeron error body; `None` for anything not of that shape. Never panics.
-pub fn parse_aeeron_error(body: &[u8]) -> Option<AeeronError> {
+pub(crate) fn parse_aeeron_error(body: &[u8]) -> Option<AeeronError> {
     let Ok(Value::Object(mut object)) = serde_json::from_slice::<Value>(body) else {
         return None;
     };
@@ -366,7 +366,7 @@ fn purple_flea_detail(response: &RawResponse) -> ErrorDetail {
 
 /// What a status look-up (a GET) came to, before the adapter reads the resource.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Lookup {
+pub(crate) enum Lookup {
     /// 200 with a JSON object.
     Resource(Value),
     /// 404 whose body carries the provider's own `not_found` code.
@@ -386,7 +386,7 @@ pub enum Lookup {
 ///
 /// A bare 404 is not trusted: "not found" lets the engine re-send, so it must come from
 /// the provider's own error body, not from a proxy or a mistyped base URL.
-pub fn classify_lookup(model: ErrorModel, exchange: &Exchange) -> Lookup {
+pub(crate) fn classify_lookup(model: ErrorModel, exchange: &Exchange) -> Lookup {
     let response = match exchange {
         Exchange::Transport(fault) => {
             let reason = classify_transport(fault)

@@ -15,10 +15,12 @@ pub const REQUEST_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
 /// silent, so this is an assumption to confirm with each provider).
 pub const KEY_LIFETIME_DEFAULT: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// Environment variable read by [`PurpleFleaConfig::from_env`].
+/// The environment variable that conventionally holds the Purple Flea API key
+/// (pass it to [`HttpConnectorConfig::from_env`]).
 pub const PURPLE_FLEA_API_KEY_VARIABLE: &str = "PURPLE_FLEA_API_KEY";
 
-/// Environment variable read by [`AeeronConfig::from_env`].
+/// The environment variable that conventionally holds the Aeeron API key
+/// (pass it to [`HttpConnectorConfig::from_env`]).
 pub const AEERON_API_KEY_VARIABLE: &str = "AEERON_API_KEY";
 
 /// Refuses settings that cannot work. A zero timeout makes every request fail at once
@@ -44,10 +46,13 @@ fn check(
     }
 }
 
-/// Settings of a [`crate::PurpleFleaConnector`]. `Debug` never shows the key.
+/// Settings of an HTTP connector ([`crate::PurpleFleaConnector`],
+/// [`crate::AeeronConnector`]): both speak HTTP with the same knobs, so they share one
+/// struct. `Debug` never shows the key.
 #[derive(Clone, Debug)]
-pub struct PurpleFleaConfig {
-    /// Where the API lives, e.g. `https://api.purpleflea.com` or a simulator's URL.
+pub struct HttpConnectorConfig {
+    /// Where the API lives, e.g. `https://api.purpleflea.com` or a simulator's URL
+    /// (each connector appends its own paths).
     pub base_url: String,
     /// Sent as `Authorization: Bearer <key>` when set.
     pub api_key: Option<Secret>,
@@ -59,7 +64,7 @@ pub struct PurpleFleaConfig {
     pub key_lifetime: Duration,
 }
 
-impl PurpleFleaConfig {
+impl HttpConnectorConfig {
     /// Refuses a zero timeout or key lifetime (the connector's `new` calls this).
     pub fn validate(&self) -> Result<()> {
         check(
@@ -80,54 +85,12 @@ impl PurpleFleaConfig {
         }
     }
 
-    /// Defaults, with the API key from `PURPLE_FLEA_API_KEY` when it is set.
-    pub fn from_env(base_url: impl Into<String>) -> Result<Self> {
+    /// Defaults, with the API key from the environment variable `api_key_variable` when
+    /// it is set: [`PURPLE_FLEA_API_KEY_VARIABLE`] or [`AEERON_API_KEY_VARIABLE`] by
+    /// convention.
+    pub fn from_env(base_url: impl Into<String>, api_key_variable: &str) -> Result<Self> {
         let mut config = Self::new(base_url);
-        config.api_key = api_key_from_env(PURPLE_FLEA_API_KEY_VARIABLE)?;
-        Ok(config)
-    }
-}
-
-/// Settings of an [`crate::AeeronConnector`]. `Debug` never shows the key.
-#[derive(Clone, Debug)]
-pub struct AeeronConfig {
-    /// Where the API lives (the `/v1/...` paths are appended).
-    pub base_url: String,
-    /// Sent as `Authorization: Bearer <key>` when set.
-    pub api_key: Option<Secret>,
-    /// Time allowed to connect; a connect failure is "not sent".
-    pub connect_timeout: Duration,
-    /// Time allowed for the whole request; running out is "ambiguous".
-    pub request_timeout: Duration,
-    /// How long the provider remembers a key; the engine never re-sends an older one.
-    pub key_lifetime: Duration,
-}
-
-impl AeeronConfig {
-    /// Refuses a zero timeout or key lifetime (the connector's `new` calls this).
-    pub fn validate(&self) -> Result<()> {
-        check(
-            self.connect_timeout,
-            self.request_timeout,
-            self.key_lifetime,
-        )
-    }
-
-    /// Defaults and no API key.
-    pub fn new(base_url: impl Into<String>) -> Self {
-        Self {
-            base_url: base_url.into(),
-            api_key: None,
-            connect_timeout: CONNECT_TIMEOUT_DEFAULT,
-            request_timeout: REQUEST_TIMEOUT_DEFAULT,
-            key_lifetime: KEY_LIFETIME_DEFAULT,
-        }
-    }
-
-    /// Defaults, with the API key from `AEERON_API_KEY` when it is set.
-    pub fn from_env(base_url: impl Into<String>) -> Result<Self> {
-        let mut config = Self::new(base_url);
-        config.api_key = api_key_from_env(AEERON_API_KEY_VARIABLE)?;
+        config.api_key = api_key_from_env(api_key_variable)?;
         Ok(config)
     }
 }
@@ -146,17 +109,13 @@ mod tests {
             (5_000, 30_000, 0, "key_lifetime is 0"),
         ];
         for &(connect_ms, request_ms, lifetime_ms, expected) in cases {
-            let mut purple = PurpleFleaConfig::new("http://127.0.0.1:1");
-            purple.connect_timeout = Duration::from_millis(connect_ms);
-            purple.request_timeout = Duration::from_millis(request_ms);
-            purple.key_lifetime = Duration::from_millis(lifetime_ms);
-            let mut aeeron = AeeronConfig::new("http://127.0.0.1:1");
-            aeeron.connect_timeout = purple.connect_timeout;
-            aeeron.request_timeout = purple.request_timeout;
-            aeeron.key_lifetime = purple.key_lifetime;
+            let mut config = HttpConnectorConfig::new("http://127.0.0.1:1");
+            config.connect_timeout = Duration::from_millis(connect_ms);
+            config.request_timeout = Duration::from_millis(request_ms);
+            config.key_lifetime = Duration::from_millis(lifetime_ms);
             let built = [
-                crate::PurpleFleaConnector::new(purple).map(|_| ()),
-                crate::AeeronConnector::new(aeeron).map(|_| ()),
+                crate::PurpleFleaConnector::new(config.clone()).map(|_| ()),
+                crate::AeeronConnector::new(config).map(|_| ()),
             ];
             for result in built {
                 match result {
@@ -173,13 +132,10 @@ mod tests {
 
     #[test]
     fn debug_hides_the_key() {
-        let mut config = PurpleFleaConfig::new("http://127.0.0.1:1");
+        let mut config = HttpConnectorConfig::new("http://127.0.0.1:1");
         config.api_key = Some(Secret::new("pf_secret_value"));
         let shown = format!("{config:?}");
         assert!(!shown.contains("pf_secret_value"), "{shown}");
         assert!(shown.contains("Secret(***)"), "{shown}");
-        let mut config = AeeronConfig::new("http://127.0.0.1:1");
-        config.api_key = Some(Secret::new("ae_secret_value"));
-        assert!(!format!("{config:?}").contains("ae_secret_value"));
     }
 }

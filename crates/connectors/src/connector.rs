@@ -5,10 +5,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::Value;
 
+use crate::amount::Amount;
 use crate::classify::Exchange;
 use crate::error::Result;
 use crate::keys::IdempotencyKey;
 use crate::outcome::{Outcome, StatusCheck};
+
+/// Longest provider resource id, in bytes, that [`resource_id_field`] hands to the engine.
+/// A longer one is dropped with a warning (a cut id would name another resource in status
+/// checks), so status checks fall back to the idempotency key.
+pub const RESOURCE_ID_KEPT_BYTES_MAX: usize = 1024;
 
 /// Everything a connector needs to send (or look up) one intent. The scheduler builds it
 /// from the logged intent; the same request is used for every attempt and status check.
@@ -68,7 +74,50 @@ pub trait Connector: Send + Sync {
     /// an already-done answer, or a crash mid-flight).
     async fn check_status(&self, request: &DispatchRequest) -> StatusCheck;
 
+    /// The amount `operation` with `params` moves, in micro-units (as [`Amount::micros`]),
+    /// for the engine's spending guards; `None` when it names no amount (a read, an escrow
+    /// move that names only the escrow) or the amount does not parse.
+    ///
+    /// The connector answers, not the scheduler, because only the connector knows its
+    /// provider's params (Purple Flea's `amount`, Aeeron's `budget.amount`): the scheduler
+    /// never reads provider JSON. There is no default: a new connector must decide.
+    fn amount_micros(&self, operation: &str, params: &Value) -> Option<u64>;
+
+    /// The provider's id for what an attempt created or touched (a bet, an escrow, an
+    /// execution), read from its outcome. The engine records it and hands it back in
+    /// [`DispatchRequest::resource_id`], so status checks can look the resource up by id.
+    /// `None` when the outcome names no resource, or the id is longer than
+    /// [`RESOURCE_ID_KEPT_BYTES_MAX`] (with a warning).
+    ///
+    /// The connector answers for the same reason as [`Connector::amount_micros`]: where a
+    /// provider puts the id (a success's `id`, an Aeeron error's `details.execution_id`) is
+    /// provider JSON, which the scheduler never reads. There is no default.
+    fn resource_id(&self, outcome: &Outcome) -> Option<String>;
+
     /// The pure classification this connector applies to a dispatch exchange, exposed so
     /// tools and tests can classify recorded exchanges without a network.
     fn classify(&self, exchange: &Exchange) -> Outcome;
+}
+
+/// `value[field]` as an amount in micro-units: a decimal string that [`Amount::parse`]
+/// accepts, else `None` (a number, a malformed or missing amount). A building block for
+/// [`Connector::amount_micros`].
+pub fn amount_micros_field(value: &Value, field: &str) -> Option<u64> {
+    let text = value.get(field).and_then(Value::as_str)?;
+    Amount::parse(text).ok().map(|amount| amount.micros)
+}
+
+/// `value[field]` as a provider resource id: a string of at most
+/// [`RESOURCE_ID_KEPT_BYTES_MAX`] bytes, else `None` (longer ones with a warning). A
+/// building block for [`Connector::resource_id`].
+pub fn resource_id_field(value: &Value, field: &str) -> Option<String> {
+    let id = value.get(field).and_then(Value::as_str)?;
+    if id.len() > RESOURCE_ID_KEPT_BYTES_MAX {
+        tracing::warn!(
+            bytes = id.len(),
+            "the provider's resource id is too long to keep; status checks use the key"
+        );
+        return None;
+    }
+    Some(id.to_owned())
 }

@@ -12,11 +12,12 @@
 //! failures).
 //!
 //! ```no_run
-//! use connectors::{Connector, DispatchRequest, IdempotencyKey, Outcome, PurpleFleaConfig, PurpleFleaConnector, StatusCheck};
+//! use connectors::{Connector, HttpConnectorConfig, DispatchRequest, IdempotencyKey, Outcome, PurpleFleaConnector, StatusCheck, PURPLE_FLEA_API_KEY_VARIABLE};
 //! use serde_json::json;
 //!
 //! # async fn demo() -> connectors::Result<()> {
-//! let connector = PurpleFleaConnector::new(PurpleFleaConfig::from_env("http://127.0.0.1:8080")?)?;
+//! let config = HttpConnectorConfig::from_env("http://127.0.0.1:8080", PURPLE_FLEA_API_KEY_VARIABLE)?;
+//! let connector = PurpleFleaConnector::new(config)?;
 //! let params = json!({"game": "dice", "amount": "10.00", "target": 50, "prediction": "over"});
 //! connector.validate("bet", &params)?; // before the intent is logged
 //! let key = IdempotencyKey::derived("bet", &params, "agent-7/seq-142");
@@ -37,29 +38,46 @@
 //! Invariant: this crate knows HTTP and the two error models; it knows nothing of the
 //! intent log or the scheduler.
 
-pub mod aeeron;
+mod aeeron;
 pub mod amount;
-pub mod classify;
-pub mod config;
-pub mod connector;
-pub mod error;
+mod classify;
+mod config;
+mod connector;
+mod error;
 /// Entry points for the fuzz targets (`fuzz/`): only with the `testing` feature.
 #[cfg(any(test, feature = "testing"))]
 pub mod fuzzing;
 pub mod http;
-pub mod keys;
-pub mod outcome;
+mod keys;
+mod outcome;
 mod params;
-pub mod purple_flea;
+mod purple_flea;
 pub mod retry_after;
-pub mod secret;
+mod secret;
 
-pub use aeeron::AeeronConnector;
+// One path per public type: the modules above are private and their public items are
+// named here, at the crate root; `amount`, `http` and `retry_after` are public namespaces
+// whose items are not repeated here.
+pub use aeeron::{AeeronConnector, ExecuteParams, AEERON_EXECUTE, AEERON_NAME};
 pub use classify::{ErrorModel, Exchange, RawResponse, TransportFault};
-pub use config::{AeeronConfig, PurpleFleaConfig};
-pub use connector::{Connector, DispatchRequest};
-pub use error::{Error, Result};
-pub use keys::{canonical_json, IdempotencyKey, IDEMPOTENCY_KEY_CHARS_MAX};
-pub use outcome::{ErrorDetail, Outcome, RemoteStatus, RetryScope, StatusCheck};
-pub use purple_flea::PurpleFleaConnector;
+pub use config::{
+    HttpConnectorConfig, AEERON_API_KEY_VARIABLE, CONNECT_TIMEOUT_DEFAULT, KEY_LIFETIME_DEFAULT,
+    PURPLE_FLEA_API_KEY_VARIABLE, REQUEST_TIMEOUT_DEFAULT,
+};
+pub use connector::{
+    amount_micros_field, resource_id_field, Connector, DispatchRequest, RESOURCE_ID_KEPT_BYTES_MAX,
+};
+pub use error::{Error, Result, ECHOED_TEXT_CHARS_MAX};
+pub use keys::{
+    canonical_json, IdempotencyKey, DERIVED_KEY_DIGEST_HEX_CHARS, DERIVED_KEY_PREFIX_CHARS_MAX,
+    IDEMPOTENCY_KEY_CHARS_MAX,
+};
+pub use outcome::{
+    ErrorDetail, Outcome, RemoteStatus, RetryScope, StatusCheck, RAW_BODY_BYTES_MAX,
+};
+pub use params::{PARAM_TEXT_CHARS_MAX, RESOURCE_ID_CHARS_MAX};
+pub use purple_flea::{
+    BetParams, EscrowCreateParams, PurpleFleaConnector, PurpleFleaOperation, TransferParams,
+    BET_TARGET_MAX, PURPLE_FLEA_NAME, PURPLE_FLEA_OPERATIONS,
+};
 pub use secret::{api_key_from_env, Secret};

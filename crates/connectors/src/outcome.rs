@@ -52,7 +52,7 @@ impl ErrorDetail {
 
 /// The first [`RAW_BODY_BYTES_MAX`] bytes of `body` as lossy UTF-8, with a note of how
 /// much was cut; `None` for an empty body.
-pub fn capped_raw_body(body: &[u8]) -> Option<String> {
+pub(crate) fn capped_raw_body(body: &[u8]) -> Option<String> {
     if body.is_empty() {
         return None;
     }

@@ -22,8 +22,8 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::classify::{self, classify_lookup, unknown, ErrorModel, Exchange, Lookup};
-use crate::config::PurpleFleaConfig;
-use crate::connector::{Connector, DispatchRequest};
+use crate::config::HttpConnectorConfig;
+use crate::connector::{amount_micros_field, resource_id_field, Connector, DispatchRequest};
 use crate::error::{echo, Error, Result};
 use crate::http::HttpTransport;
 use crate::keys::IdempotencyKey;
@@ -232,7 +232,7 @@ pub struct PurpleFleaConnector {
 
 impl PurpleFleaConnector {
     /// Builds the connector and its HTTP client.
-    pub fn new(config: PurpleFleaConfig) -> Result<Self> {
+    pub fn new(config: HttpConnectorConfig) -> Result<Self> {
         config.validate()?;
         let transport = HttpTransport::new(
             PURPLE_FLEA_NAME,
@@ -368,6 +368,21 @@ impl Connector for PurpleFleaConnector {
         }
     }
 
+    fn amount_micros(&self, _operation: &str, params: &Value) -> Option<u64> {
+        // Every operation that names an amount calls it `amount` (bet, escrow_create,
+        // wallet_transfer); escrow moves name only the escrow, balance moves nothing.
+        amount_micros_field(params, "amount")
+    }
+
+    fn resource_id(&self, outcome: &Outcome) -> Option<String> {
+        // A bet, escrow or transfer answers with its `id`; Purple Flea's error bodies
+        // (`{"error","message"}`) name no resource.
+        match outcome {
+            Outcome::Success { result } => resource_id_field(result, "id"),
+            _ => None,
+        }
+    }
+
     fn classify(&self, exchange: &Exchange) -> Outcome {
         classify::classify(ErrorModel::PurpleFlea, exchange, SystemTime::now())
     }
@@ -435,7 +450,7 @@ fn read_status_field(resource: &Value) -> std::result::Result<RemoteStatus, Stri
 /// "released" implies a fund happened (release is legal only from funded); "refunded"
 /// does not (created → refunded is legal), so a fund followed by a refund cannot be
 /// told from a refund alone: unknown, for the operator.
-pub fn escrow_move_status(operation: &str, lookup: Lookup) -> StatusCheck {
+pub(crate) fn escrow_move_status(operation: &str, lookup: Lookup) -> StatusCheck {
     let result = match lookup {
         Lookup::Resource(result) => result,
         Lookup::NotFound => return StatusCheck::NotFound,
@@ -477,6 +492,69 @@ pub fn escrow_move_status(operation: &str, lookup: Lookup) -> StatusCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn purple_flea() -> PurpleFleaConnector {
+        PurpleFleaConnector::new(HttpConnectorConfig::new("http://127.0.0.1:1")).unwrap()
+    }
+
+    #[test]
+    fn amount_is_the_amount_field_of_the_operation() {
+        let connector = purple_flea();
+        #[rustfmt::skip]
+        let cases: &[(&str, Value, Option<u64>)] = &[
+            ("bet", json!({"game":"dice","amount":"10.00","target":50,"prediction":"over"}), Some(10_000_000)),
+            ("escrow_create", json!({"buyer":"a","seller":"b","amount":"100.5"}), Some(100_500_000)),
+            ("wallet_transfer", json!({"to":"b","amount":"0.000001","currency":"USDC"}), Some(1)),
+            ("escrow_fund", json!({"escrow_id":"esc_1"}), None),
+            ("escrow_release", json!({"escrow_id":"esc_1"}), None),
+            ("balance", json!({}), None),
+            ("bet", json!({"game":"dice","amount":10,"target":50,"prediction":"over"}), None),
+            ("bet", json!({"game":"dice","amount":"ten","target":50,"prediction":"over"}), None),
+            // Aeeron's shape is not Purple Flea's: a budget is not an amount here.
+            ("wallet_transfer", json!({"to":"b","budget":{"amount":"5.00"},"currency":"USDC"}), None),
+        ];
+        for (operation, params, expected) in cases {
+            assert_eq!(
+                connector.amount_micros(operation, params),
+                *expected,
+                "{operation} {params}"
+            );
+        }
+    }
+
+    #[test]
+    fn resource_id_is_the_id_of_a_success() {
+        let connector = purple_flea();
+        let success = |result: Value| Outcome::Success { result };
+        let long = "e".repeat(crate::RESOURCE_ID_KEPT_BYTES_MAX);
+        let too_long = "e".repeat(crate::RESOURCE_ID_KEPT_BYTES_MAX + 1);
+        let refused = connector.classify(&Exchange::Response(crate::RawResponse::new(
+            422,
+            r#"{"error":"insufficient_funds","message":"no","execution_id":"ex_1"}"#,
+        )));
+        let cases: &[(Outcome, Option<&str>)] = &[
+            (
+                success(json!({"id": "bet_1", "status": "complete"})),
+                Some("bet_1"),
+            ),
+            (
+                success(json!({"id": "esc_1", "state": "created"})),
+                Some("esc_1"),
+            ),
+            (success(json!({"status": "complete"})), None),
+            (success(json!({"id": 7})), None),
+            (success(json!({"id": long})), Some(long.as_str())),
+            (success(json!({"id": too_long})), None),
+            (refused, None),
+        ];
+        for (outcome, expected) in cases {
+            assert_eq!(
+                connector.resource_id(outcome).as_deref(),
+                *expected,
+                "{outcome:?}"
+            );
+        }
+    }
 
     #[test]
     fn validation_table() {

@@ -21,7 +21,7 @@
 //!
 //! `docs/wal-format.md` documents the bytes on disk and the recovery decision table.
 
-pub mod checkpoint;
+mod checkpoint;
 pub mod codec;
 mod error;
 pub mod format;
@@ -39,6 +39,9 @@ pub mod sim_fs;
 mod stats;
 mod writer;
 
+// One path per public type: private modules are re-exported here; `codec` (the body
+// encoding of typed records) and `format` (the bytes on disk) are public namespaces whose
+// items are not repeated at the root.
 pub use checkpoint::{CheckpointInfo, CheckpointReader};
 pub use error::{Error, Result};
 pub use fs::{FileSystem, LockGuard, StdFileSystem, WritableFile};

@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use connectors::{AeeronConfig, AeeronConnector, PurpleFleaConfig, PurpleFleaConnector};
+use connectors::{AeeronConnector, HttpConnectorConfig, PurpleFleaConnector};
 use scheduler::{ConnectorSettings, EngineConfig, RetryPolicy, SpendingGuard};
 use serde::Deserialize;
 
@@ -228,13 +228,9 @@ impl ServeConfig {
                 connector(
                     "purple_flea",
                     purple_flea_url,
-                    connectors::config::PURPLE_FLEA_API_KEY_VARIABLE,
+                    connectors::PURPLE_FLEA_API_KEY_VARIABLE,
                 ),
-                connector(
-                    "aeeron",
-                    aeeron_url,
-                    connectors::config::AEERON_API_KEY_VARIABLE,
-                ),
+                connector("aeeron", aeeron_url, connectors::AEERON_API_KEY_VARIABLE),
             ],
         }
     }
@@ -369,8 +365,7 @@ impl ConnectorConfig {
     fn key_lifetime_ms(&self) -> u64 {
         match self.key_lifetime_hours {
             Some(hours) => hours.saturating_mul(MS_PER_HOUR),
-            None => u64::try_from(connectors::config::KEY_LIFETIME_DEFAULT.as_millis())
-                .unwrap_or(u64::MAX),
+            None => u64::try_from(connectors::KEY_LIFETIME_DEFAULT.as_millis()).unwrap_or(u64::MAX),
         }
     }
 
@@ -423,7 +418,7 @@ impl ConnectorConfig {
         let key_lifetime = Duration::from_millis(self.key_lifetime_ms());
         let connector: Arc<dyn connectors::Connector> = match self.kind.as_str() {
             "purple_flea" => {
-                let mut config = PurpleFleaConfig::new(&self.base_url);
+                let mut config = HttpConnectorConfig::new(&self.base_url);
                 config.api_key = api_key;
                 config.connect_timeout = connect_timeout;
                 config.request_timeout = request_timeout;
@@ -431,7 +426,7 @@ impl ConnectorConfig {
                 Arc::new(PurpleFleaConnector::new(config)?)
             }
             "aeeron" => {
-                let mut config = AeeronConfig::new(&self.base_url);
+                let mut config = HttpConnectorConfig::new(&self.base_url);
                 config.api_key = api_key;
                 config.connect_timeout = connect_timeout;
                 config.request_timeout = request_timeout;

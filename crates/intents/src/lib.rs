@@ -7,12 +7,13 @@
 //! use std::sync::Arc;
 //! use std::time::Duration;
 //!
-//! use intents::connectors::{PurpleFleaConfig, PurpleFleaConnector};
+//! use intents::connectors::{HttpConnectorConfig, PurpleFleaConnector, PURPLE_FLEA_API_KEY_VARIABLE};
 //! use intents::{ConnectorSettings, Engine, EngineConfig, RetryPolicy, StateName, SubmitRequest};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! // One pooled HTTP client per provider; the API key comes from the environment.
-//! let purple_flea = PurpleFleaConnector::new(PurpleFleaConfig::from_env("https://api.example")?)?;
+//! let config = HttpConnectorConfig::from_env("https://api.example", PURPLE_FLEA_API_KEY_VARIABLE)?;
+//! let purple_flea = PurpleFleaConnector::new(config)?;
 //! let mut settings = ConnectorSettings::new(Arc::new(purple_flea));
 //! settings.retry = RetryPolicy::conservative();
 //!

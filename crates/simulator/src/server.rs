@@ -180,56 +180,9 @@ async fn fault_layer(
     };
     let attempt = core.next_attempt(route, &key);
     let decision = core.plan().decide(core.service, route, &key, attempt);
-    match decision.outcome {
-        Some(FaultOutcome::RateLimit { retry_after_s }) => {
-            tokio::time::sleep(Duration::from_millis(decision.latency_ms)).await;
-            let mut response = core.error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "too many requests; retry after the Retry-After delay",
-                json!({ "retry_after_s": retry_after_s }),
-            );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
-            return response;
-        }
-        Some(FaultOutcome::Unavailable) => {
-            tokio::time::sleep(Duration::from_millis(decision.latency_ms)).await;
-            return match core.service {
-                ServiceName::PurpleFlea => core.error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "the service is temporarily unavailable; nothing was executed",
-                    Value::Null,
-                ),
-                ServiceName::Aeeron => core.error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "provider_unavailable",
-                    "the provider is temporarily unavailable; it was not touched and no payment cleared",
-                    json!({ "payment_cleared": false, "provider_touched": false, "execution_id": null }),
-                ),
-            };
-        }
-        Some(FaultOutcome::BadGateway) => {
-            tokio::time::sleep(Duration::from_millis(decision.latency_ms)).await;
-            return core.error(
-                StatusCode::BAD_GATEWAY,
-                "bad_gateway",
-                "the gateway could not reach the application; nothing was executed",
-                Value::Null,
-            );
-        }
-        Some(FaultOutcome::RequestTimeout) => {
-            tokio::time::sleep(Duration::from_millis(decision.latency_ms)).await;
-            return core.error(
-                StatusCode::REQUEST_TIMEOUT,
-                "timeout",
-                "the server timed out waiting for the request; nothing was executed",
-                Value::Null,
-            );
-        }
-        _ => {}
+    if let Some(response) = refusal_before_commit(&core, decision.outcome) {
+        tokio::time::sleep(Duration::from_millis(decision.latency_ms)).await;
+        return response;
     }
     let faults = Arc::new(RequestFaults {
         decision,
@@ -239,7 +192,64 @@ async fn fault_layer(
     let kill = request.extensions().get::<ConnectionKill>().cloned();
     let response = next.run(request).await;
     core.sleep_unless_shutdown(faults.take_latency()).await;
-    match decision.outcome {
+    after_commit(&core, decision.outcome, response, kill).await
+}
+
+/// The answer of a fault that strikes before the handler runs (nothing is executed), or
+/// `None` to let the request through.
+fn refusal_before_commit(core: &SimCore, outcome: Option<FaultOutcome>) -> Option<Response> {
+    match outcome? {
+        FaultOutcome::RateLimit { retry_after_s } => {
+            let mut response = core.error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many requests; retry after the Retry-After delay",
+                json!({ "retry_after_s": retry_after_s }),
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
+            Some(response)
+        }
+        FaultOutcome::Unavailable => Some(match core.service {
+            ServiceName::PurpleFlea => core.error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the service is temporarily unavailable; nothing was executed",
+                Value::Null,
+            ),
+            ServiceName::Aeeron => core.error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "provider_unavailable",
+                "the provider is temporarily unavailable; it was not touched and no payment cleared",
+                json!({ "payment_cleared": false, "provider_touched": false, "execution_id": null }),
+            ),
+        }),
+        FaultOutcome::BadGateway => Some(core.error(
+            StatusCode::BAD_GATEWAY,
+            "bad_gateway",
+            "the gateway could not reach the application; nothing was executed",
+            Value::Null,
+        )),
+        FaultOutcome::RequestTimeout => Some(core.error(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            "the server timed out waiting for the request; nothing was executed",
+            Value::Null,
+        )),
+        _ => None,
+    }
+}
+
+/// What a fault that strikes after the handler committed does to its response: replace
+/// it with an error, hold it, or drop the connection without one.
+async fn after_commit(
+    core: &SimCore,
+    outcome: Option<FaultOutcome>,
+    response: Response,
+    kill: Option<ConnectionKill>,
+) -> Response {
+    match outcome {
         Some(FaultOutcome::ErrorAfterCommit) => core.error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal_error",

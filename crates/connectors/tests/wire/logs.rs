@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::json;
 
 use connectors::{
-    Connector, DispatchRequest, IdempotencyKey, PurpleFleaConfig, PurpleFleaConnector, Secret,
+    Connector, DispatchRequest, HttpConnectorConfig, IdempotencyKey, PurpleFleaConnector, Secret,
 };
 
 use crate::support::{raw_server, refused_address, Misbehaviour};
@@ -74,7 +74,7 @@ async fn trace_logs_never_contain_the_api_key() {
     let mut bytes = reply.into_bytes();
     bytes.extend_from_slice(body);
     let server = raw_server(Misbehaviour::Reply(bytes)).await;
-    let mut config = PurpleFleaConfig::new(&server.base_url);
+    let mut config = HttpConnectorConfig::new(&server.base_url);
     config.api_key = Some(Secret::new("pf_secret_in_logs_check"));
     let connector = PurpleFleaConnector::new(config.clone()).unwrap();
     let request = DispatchRequest::new(

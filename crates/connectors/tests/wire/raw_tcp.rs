@@ -3,8 +3,8 @@
 use serde_json::json;
 
 use connectors::{
-    AeeronConfig, AeeronConnector, Connector, DispatchRequest, IdempotencyKey, Outcome,
-    PurpleFleaConfig, PurpleFleaConnector, Secret, StatusCheck,
+    AeeronConnector, Connector, DispatchRequest, HttpConnectorConfig, IdempotencyKey, Outcome,
+    PurpleFleaConnector, Secret, StatusCheck,
 };
 
 use crate::support::{aeeron, purple_flea, raw_server, refused_address, Misbehaviour};
@@ -109,7 +109,7 @@ async fn requests_carry_the_keys_and_the_api_key_never_leaks() {
         body.len()
     );
     let server = raw_server(reply("201 Created", &headers, body)).await;
-    let mut config = PurpleFleaConfig::new(&server.base_url);
+    let mut config = HttpConnectorConfig::new(&server.base_url);
     config.api_key = Some(Secret::new("pf_live_hunter2"));
     let connector = PurpleFleaConnector::new(config.clone()).unwrap();
     let request = bet();
@@ -141,7 +141,7 @@ async fn aeeron_sends_the_payment_id_outside_the_params() {
     let body = br#"{"id":"ex_1","status":"succeeded"}"#;
     let headers = format!("Content-Length: {}\r\n", body.len());
     let server = raw_server(reply("201 Created", &headers, body)).await;
-    let mut config = AeeronConfig::new(&server.base_url);
+    let mut config = HttpConnectorConfig::new(&server.base_url);
     config.api_key = Some(Secret::new("ae_key_42"));
     let connector = AeeronConnector::new(config).unwrap();
     let mut request = execute();

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use simulator::{FaultKind, FaultPlan, FaultRule, PurpleFlea, PurpleFleaOptions, RunningServer};
 
 use connectors::{
-    Connector, DispatchRequest, IdempotencyKey, Outcome, PurpleFleaConfig, PurpleFleaConnector,
+    Connector, DispatchRequest, HttpConnectorConfig, IdempotencyKey, Outcome, PurpleFleaConnector,
     RemoteStatus, RetryScope, Secret, StatusCheck,
 };
 
@@ -236,7 +236,7 @@ async fn request_in_progress_is_already_done() {
         ..first_attempt(BET_ROUTE, FaultKind::Latency)
     };
     let server = start(vec![latency]).await;
-    let mut config = PurpleFleaConfig::new(server.base_url());
+    let mut config = HttpConnectorConfig::new(server.base_url());
     config.request_timeout = Duration::from_secs(5);
     let connector = PurpleFleaConnector::new(config).unwrap();
     let request = bet("1.00");
@@ -284,7 +284,7 @@ async fn api_key_is_sent_and_a_missing_one_is_permanent() {
         ("permanent", "unauthorized"),
         "{outcome:?}"
     );
-    let mut config = PurpleFleaConfig::new(server.base_url());
+    let mut config = HttpConnectorConfig::new(server.base_url());
     config.api_key = Some(Secret::new("pf_required_key"));
     let connector = PurpleFleaConnector::new(config).unwrap();
     let outcome = connector.dispatch(&bet("1.00")).await;

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use connectors::{AeeronConfig, AeeronConnector, PurpleFleaConfig, PurpleFleaConnector};
+use connectors::{AeeronConnector, HttpConnectorConfig, PurpleFleaConnector};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -20,14 +20,14 @@ pub const RAW_SERVER_LIFETIME: Duration = Duration::from_secs(10);
 const RAW_REQUEST_BYTES_MAX: usize = 64 * 1024;
 
 pub fn purple_flea(base_url: &str) -> PurpleFleaConnector {
-    let mut config = PurpleFleaConfig::new(base_url);
+    let mut config = HttpConnectorConfig::new(base_url);
     config.request_timeout = SHORT_REQUEST_TIMEOUT;
     config.connect_timeout = Duration::from_secs(2);
     PurpleFleaConnector::new(config).unwrap()
 }
 
 pub fn aeeron(base_url: &str) -> AeeronConnector {
-    let mut config = AeeronConfig::new(base_url);
+    let mut config = HttpConnectorConfig::new(base_url);
     config.request_timeout = SHORT_REQUEST_TIMEOUT;
     config.connect_timeout = Duration::from_secs(2);
     AeeronConnector::new(config).unwrap()

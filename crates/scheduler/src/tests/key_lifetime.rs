@@ -53,6 +53,14 @@ impl connectors::Connector for Scripted {
         Ok(())
     }
 
+    fn amount_micros(&self, _operation: &str, params: &Value) -> Option<u64> {
+        super::scripted::amount_micros(params)
+    }
+
+    fn resource_id(&self, outcome: &Outcome) -> Option<String> {
+        super::scripted::resource_id(outcome)
+    }
+
     async fn dispatch(&self, _request: &DispatchRequest) -> Outcome {
         self.dispatches.fetch_add(1, Ordering::SeqCst);
         Outcome::Ambiguous {

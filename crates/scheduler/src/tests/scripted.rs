@@ -38,6 +38,28 @@ impl Scripted {
     }
 }
 
+/// The amount the engine counted before connectors answered it: `amount`, else
+/// `budget.amount` (the test connectors' params take either shape).
+pub fn amount_micros(params: &Value) -> Option<u64> {
+    connectors::amount_micros_field(params, "amount").or_else(|| {
+        params
+            .get("budget")
+            .and_then(|budget| connectors::amount_micros_field(budget, "amount"))
+    })
+}
+
+/// The resource id the engine kept before connectors answered it: a success's `id`, else
+/// the error's `details.execution_id`.
+pub fn resource_id(outcome: &Outcome) -> Option<String> {
+    match outcome {
+        Outcome::Success { result } => connectors::resource_id_field(result, "id"),
+        other => other
+            .detail()
+            .and_then(|detail| detail.details.as_ref())
+            .and_then(|details| connectors::resource_id_field(details, "execution_id")),
+    }
+}
+
 pub fn unavailable() -> Outcome {
     Outcome::Retryable {
         reason: ErrorDetail::new("unavailable", "scripted 503"),
@@ -85,6 +107,14 @@ impl connectors::Connector for Scripted {
             panic!("scripted connector panics in check_status");
         }
         script.checks.pop_front().unwrap_or(StatusCheck::NotFound)
+    }
+
+    fn amount_micros(&self, _operation: &str, params: &Value) -> Option<u64> {
+        amount_micros(params)
+    }
+
+    fn resource_id(&self, outcome: &Outcome) -> Option<String> {
+        resource_id(outcome)
     }
 
     fn classify(&self, _exchange: &Exchange) -> Outcome {

@@ -84,6 +84,14 @@ impl connectors::Connector for SimProvider {
         connectors::amount::Amount::parse(amount).map(|_| ())
     }
 
+    fn amount_micros(&self, _operation: &str, params: &Value) -> Option<u64> {
+        super::scripted::amount_micros(params)
+    }
+
+    fn resource_id(&self, outcome: &Outcome) -> Option<String> {
+        super::scripted::resource_id(outcome)
+    }
+
     async fn dispatch(&self, request: &DispatchRequest) -> Outcome {
         tokio::time::sleep(Duration::from_millis(5)).await;
         let key = request.idempotency_key.as_str().to_string();
