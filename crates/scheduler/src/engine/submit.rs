@@ -188,7 +188,10 @@ fn check_request(settings: &ConnectorSettings, request: SubmitRequest) -> Result
     };
     let payload = payload_sha256(&request.connector, &request.operation, &params_json);
     Ok(CheckedRequest {
-        amount_micros: amount_micros(&request.params),
+        // The connector reads its provider's params: the scheduler never does.
+        amount_micros: settings
+            .connector
+            .amount_micros(&request.operation, &request.params),
         connector: request.connector,
         operation: request.operation,
         params_json,
@@ -205,20 +208,6 @@ fn payload_sha256(connector: &str, operation: &str, params_json: &str) -> [u8; 3
     hasher.update([0]);
     hasher.update(params_json.as_bytes());
     hasher.finalize().into()
-}
-
-/// The amount an intent moves, for spending guards: `params.amount`, else Aeeron's
-/// `params.budget.amount` (the most it may spend).
-fn amount_micros(params: &Value) -> Option<u64> {
-    let text = params.get("amount").and_then(Value::as_str).or_else(|| {
-        params
-            .get("budget")
-            .and_then(|budget| budget.get("amount"))
-            .and_then(Value::as_str)
-    })?;
-    connectors::amount::Amount::parse(text)
-        .ok()
-        .map(|amount| amount.micros)
 }
 
 pub(super) fn shard<T: Hash>(value: &T) -> usize {

@@ -21,9 +21,6 @@ const FAILED_STEP_DELAY_MS: u64 = 1_000;
 /// An intent whose connector is not registered is looked at again this often (it waits,
 /// visibly, for an engine opened with its connector).
 const UNREGISTERED_RECHECK_MS: u64 = 60_000;
-/// Longest provider resource id kept (longer ones are dropped: a cut id would name
-/// another resource in status checks).
-const RESOURCE_ID_BYTES_MAX: usize = 1024;
 
 /// What a step asks of the driver besides the intent's own due time.
 enum Step {
@@ -142,28 +139,6 @@ fn request_of(intent: &Intent) -> Result<DispatchRequest> {
     Ok(request)
 }
 
-fn resource_id_of(outcome: &Outcome) -> Option<String> {
-    let id = match outcome {
-        Outcome::Success { result } => result.get("id").and_then(Value::as_str).map(str::to_string),
-        _ => outcome
-            .detail()
-            .and_then(|detail| detail.details.as_ref())
-            .and_then(|details| details.get("execution_id"))
-            .and_then(Value::as_str)
-            .map(str::to_string),
-    };
-    match id {
-        Some(id) if id.len() > RESOURCE_ID_BYTES_MAX => {
-            tracing::warn!(
-                bytes = id.len(),
-                "the provider's resource id is too long to keep; status checks use the key"
-            );
-            None
-        }
-        id => id,
-    }
-}
-
 async fn work_on(inner: &Arc<Inner>, id: IntentId) -> Result<Step> {
     let Some(intent) = lock(&inner.state).folded.intents.get(&id).cloned() else {
         return Ok(Step::Done);
@@ -222,7 +197,8 @@ async fn perform(
                         reason: connector_panicked("dispatch"),
                     }
                 });
-            let resource_id = resource_id_of(&outcome);
+            // The connector reads its provider's answer: the scheduler never does.
+            let resource_id = connector.resource_id(&outcome);
             Event::Dispatched {
                 attempt,
                 outcome,

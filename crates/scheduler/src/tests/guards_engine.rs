@@ -204,3 +204,39 @@ async fn a_log_fault_on_submit_releases_the_reservation_and_a_restart_counts_onl
     expect_refused(engine.submit(pay("f-5", "0.01")).await);
     engine.shutdown().await;
 }
+
+// Issue 10: the scheduler never reads provider JSON; the connector names the amount. A
+// connector whose provider calls it `stake` gets its guard enforced on `stake`, and a
+// stray `amount` field the connector does not read counts for nothing.
+#[tokio::test]
+async fn the_guard_counts_the_amount_the_connector_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let scripted = super::scripted::Scripted::with(|script| script.amount_field = Some("stake"));
+    let mut settings = ConnectorSettings::new(Arc::new(scripted));
+    settings.guard = Some(guard_of_ten());
+    let mut config = EngineConfig::new(dir.path());
+    config.index = false;
+    let engine = Engine::open(config, vec![settings]).await.unwrap().0;
+    let bet = |key: &str, params: serde_json::Value| SubmitRequest {
+        connector: "scripted".into(),
+        operation: "pay".into(),
+        params,
+        idempotency_key: Some(key.into()),
+    };
+    let first = expect_accepted(
+        engine
+            .submit(bet("s-1", json!({"stake": "6.00", "amount": "0.01"})))
+            .await,
+    );
+    assert_eq!(first.spec.amount_micros, Some(6_000_000));
+    // 6 + 6 > 10: refused on the connector's field, whatever `amount` says.
+    expect_refused(
+        engine
+            .submit(bet("s-2", json!({"stake": "6.00", "amount": "0.01"})))
+            .await,
+    );
+    let untracked = expect_accepted(engine.submit(bet("s-3", json!({"amount": "9.00"}))).await);
+    assert_eq!(untracked.spec.amount_micros, None);
+    assert_eq!(engine.window_micros("scripted"), 6_000_000);
+    engine.shutdown().await;
+}

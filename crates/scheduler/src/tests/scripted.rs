@@ -18,6 +18,9 @@ pub struct Script {
     pub panic_in_check: bool,
     pub dispatches: u32,
     pub status_checks: u32,
+    /// When set, the connector reads an intent's amount from this params field only (a
+    /// provider shape the scheduler has never heard of).
+    pub amount_field: Option<&'static str>,
 }
 
 #[derive(Clone, Default)]
@@ -110,7 +113,10 @@ impl connectors::Connector for Scripted {
     }
 
     fn amount_micros(&self, _operation: &str, params: &Value) -> Option<u64> {
-        amount_micros(params)
+        match self.script.lock().unwrap().amount_field {
+            Some(field) => connectors::amount_micros_field(params, field),
+            None => amount_micros(params),
+        }
     }
 
     fn resource_id(&self, outcome: &Outcome) -> Option<String> {
