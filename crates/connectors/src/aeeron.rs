@@ -339,7 +339,8 @@ mod tests {
         let classified = |status: u16, body: &str| {
             connector.classify(&Exchange::Response(crate::RawResponse::new(status, body)))
         };
-        let too_long = "x".repeat(crate::RESOURCE_ID_KEPT_BYTES_MAX + 1);
+        let longest = "x".repeat(crate::RESOURCE_ID_CHARS_MAX);
+        let too_long = "x".repeat(crate::RESOURCE_ID_CHARS_MAX + 1);
         #[rustfmt::skip]
         let cases: &[(Outcome, Option<&str>)] = &[
             (classified(201, r#"{"id":"ex_1","status":"succeeded"}"#), Some("ex_1")),
@@ -348,7 +349,10 @@ mod tests {
             (classified(503, r#"{"error":{"code":"provider_unavailable","details":{"payment_cleared":false,"provider_touched":false,"execution_id":null}}}"#), None),
             (classified(402, r#"{"error":{"code":"payment_required","details":{"amount":"16.80","currency":"USDC"}}}"#), None),
             (classified(201, r#"{"status":"succeeded"}"#), None),
+            (Outcome::Success { result: json!({"id": longest}) }, Some(longest.as_str())),
             (Outcome::Success { result: json!({"id": too_long}) }, None),
+            // An id its own status check would refuse is not kept: checks use the key.
+            (Outcome::Success { result: json!({"id": "ex 1/../2"}) }, None),
         ];
         for (outcome, expected) in cases {
             assert_eq!(

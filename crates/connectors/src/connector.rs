@@ -11,11 +11,6 @@ use crate::error::Result;
 use crate::keys::IdempotencyKey;
 use crate::outcome::{Outcome, StatusCheck};
 
-/// Longest provider resource id, in bytes, that [`resource_id_field`] hands to the engine.
-/// A longer one is dropped with a warning (a cut id would name another resource in status
-/// checks), so status checks fall back to the idempotency key.
-pub const RESOURCE_ID_KEPT_BYTES_MAX: usize = 1024;
-
 /// Everything a connector needs to send (or look up) one intent. The scheduler builds it
 /// from the logged intent; the same request is used for every attempt and status check.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -86,8 +81,8 @@ pub trait Connector: Send + Sync {
     /// The provider's id for what an attempt created or touched (a bet, an escrow, an
     /// execution), read from its outcome. The engine records it and hands it back in
     /// [`DispatchRequest::resource_id`], so status checks can look the resource up by id.
-    /// `None` when the outcome names no resource, or the id is longer than
-    /// [`RESOURCE_ID_KEPT_BYTES_MAX`] (with a warning).
+    /// `None` when the outcome names no resource, or names one its status check would
+    /// refuse (with a warning; see [`resource_id_field`]).
     ///
     /// The connector answers for the same reason as [`Connector::amount_micros`]: where a
     /// provider puts the id (a success's `id`, an Aeeron error's `details.execution_id`) is
@@ -107,15 +102,19 @@ pub fn amount_micros_field(value: &Value, field: &str) -> Option<u64> {
     Amount::parse(text).ok().map(|amount| amount.micros)
 }
 
-/// `value[field]` as a provider resource id: a string of at most
-/// [`RESOURCE_ID_KEPT_BYTES_MAX`] bytes, else `None` (longer ones with a warning). A
-/// building block for [`Connector::resource_id`].
+/// `value[field]` as a provider resource id: only an id this crate's status checks accept
+/// (`[A-Za-z0-9_-]`, 1 to [`RESOURCE_ID_CHARS_MAX`](crate::RESOURCE_ID_CHARS_MAX)
+/// characters), else `None` with a warning, so status checks fall back to the idempotency
+/// key. Keeping an id the check would refuse made every check of that intent "unknown"
+/// until it dead-lettered; cutting one would name another resource. A building block for
+/// [`Connector::resource_id`].
 pub fn resource_id_field(value: &Value, field: &str) -> Option<String> {
     let id = value.get(field).and_then(Value::as_str)?;
-    if id.len() > RESOURCE_ID_KEPT_BYTES_MAX {
+    if let Err(why) = crate::params::check_resource_id(id) {
         tracing::warn!(
             bytes = id.len(),
-            "the provider's resource id is too long to keep; status checks use the key"
+            %why,
+            "the provider's resource id is not one a status check can use; status checks use the key"
         );
         return None;
     }

@@ -166,27 +166,14 @@ impl HttpTransport {
             .get(RETRY_AFTER)
             .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
         let replayed = response.headers().contains_key(IDEMPOTENT_REPLAYED_HEADER);
-        let mut collected = Vec::new();
-        let mut body_cut = false;
-        loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    let room = RESPONSE_BODY_BYTES_MAX.saturating_sub(collected.len());
-                    if chunk.len() > room {
-                        collected.extend_from_slice(chunk.get(..room).unwrap_or_default());
-                        body_cut = true;
-                        break;
-                    }
-                    collected.extend_from_slice(&chunk);
-                }
-                Ok(None) => break,
-                Err(error) => {
-                    let message = error_text(&error);
-                    tracing::debug!(connector = self.connector, %method, path, status, %message, "body broke off");
-                    return Exchange::Transport(TransportFault::BodyIncomplete { status, message });
-                }
+        let (collected, body_cut) = match read_capped(&mut response).await {
+            Ok(read) => read,
+            Err(error) => {
+                let message = error_text(&error);
+                tracing::debug!(connector = self.connector, %method, path, status, %message, "body broke off");
+                return Exchange::Transport(TransportFault::BodyIncomplete { status, message });
             }
-        }
+        };
         tracing::debug!(connector = self.connector, %method, path, status, replayed, body_bytes = collected.len(), body_cut, "response");
         Exchange::Response(RawResponse {
             status,
@@ -195,6 +182,23 @@ impl HttpTransport {
             body_cut,
         })
     }
+}
+
+/// The response body, cut at [`RESPONSE_BODY_BYTES_MAX`] (then `true`): a provider cannot
+/// make the engine hold more than the cap, however much it sends.
+async fn read_capped(
+    response: &mut reqwest::Response,
+) -> std::result::Result<(Vec<u8>, bool), reqwest::Error> {
+    let mut collected = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = RESPONSE_BODY_BYTES_MAX.saturating_sub(collected.len());
+        if chunk.len() > room {
+            collected.extend_from_slice(chunk.get(..room).unwrap_or_default());
+            return Ok((collected, true));
+        }
+        collected.extend_from_slice(&chunk);
+    }
+    Ok((collected, false))
 }
 
 /// How far a request that failed before its response head got.

@@ -64,9 +64,7 @@ pub use config::{
     HttpConnectorConfig, AEERON_API_KEY_VARIABLE, CONNECT_TIMEOUT_DEFAULT, KEY_LIFETIME_DEFAULT,
     PURPLE_FLEA_API_KEY_VARIABLE, REQUEST_TIMEOUT_DEFAULT,
 };
-pub use connector::{
-    amount_micros_field, resource_id_field, Connector, DispatchRequest, RESOURCE_ID_KEPT_BYTES_MAX,
-};
+pub use connector::{amount_micros_field, resource_id_field, Connector, DispatchRequest};
 pub use error::{Error, Result, ECHOED_TEXT_CHARS_MAX};
 pub use keys::{
     canonical_json, IdempotencyKey, DERIVED_KEY_DIGEST_HEX_CHARS, DERIVED_KEY_PREFIX_CHARS_MAX,

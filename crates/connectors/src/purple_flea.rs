@@ -526,8 +526,8 @@ mod tests {
     fn resource_id_is_the_id_of_a_success() {
         let connector = purple_flea();
         let success = |result: Value| Outcome::Success { result };
-        let long = "e".repeat(crate::RESOURCE_ID_KEPT_BYTES_MAX);
-        let too_long = "e".repeat(crate::RESOURCE_ID_KEPT_BYTES_MAX + 1);
+        let long = "e".repeat(crate::RESOURCE_ID_CHARS_MAX);
+        let too_long = "e".repeat(crate::RESOURCE_ID_CHARS_MAX + 1);
         let refused = connector.classify(&Exchange::Response(crate::RawResponse::new(
             422,
             r#"{"error":"insufficient_funds","message":"no","execution_id":"ex_1"}"#,
@@ -545,6 +545,8 @@ mod tests {
             (success(json!({"id": 7})), None),
             (success(json!({"id": long})), Some(long.as_str())),
             (success(json!({"id": too_long})), None),
+            // An id its own status check would refuse is not kept: checks use the key.
+            (success(json!({"id": "bet 1?x=2"})), None),
             (refused, None),
         ];
         for (outcome, expected) in cases {
