@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::worker::work;
+use super::worker::{spawn, Start};
 use super::{compaction, lock, Inner};
 
 /// The driver loop: wakes at the earliest timer or when notified, starts due work.
@@ -50,13 +50,8 @@ pub(super) async fn drive(inner: Arc<Inner>) {
             }
             state.timers.first().map(|(due, _)| *due)
         };
-        if !ready.is_empty() {
-            let mut handles = lock(&inner.worker_handles);
-            handles.retain(|handle| !handle.is_finished());
-            for id in ready {
-                inner.workers.fetch_add(1, Ordering::AcqRel);
-                handles.push(tokio::spawn(work(inner.clone(), id)).abort_handle());
-            }
+        for id in ready {
+            spawn(&inner, id, Start::Due);
         }
         compaction::maybe_compact(&inner, now);
         let sleep = match next_due {

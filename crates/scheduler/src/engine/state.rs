@@ -95,24 +95,7 @@ impl Inner {
         let Some(intent) = lock(&self.state).folded.intents.get(&id).cloned() else {
             return Ok(Vec::new());
         };
-        let action = event_name(&event);
-        let transition = {
-            let fallback = ConnectorPolicy::fallback();
-            let policy = self
-                .connectors
-                .get(&intent.spec.connector)
-                .map_or(fallback, |entry| ConnectorPolicy::of(&entry.settings));
-            let context = Context {
-                retry: &policy.retry,
-                checks: &self.config.status_checks,
-                key_lifetime_ms: policy.key_lifetime_ms,
-                key_lifetime_margin_ms: policy.key_lifetime_margin_ms,
-                now_ms: self.clock.now_ms(),
-                unit: self.unit(),
-            };
-            machine::step(&intent, event, context)
-                .map_err(|machine::NotApplicable(name)| Error::wrong_state(id, name, action))?
-        };
+        let transition = self.decide(&intent, event)?;
         for record in transition.records {
             trace_record(&record);
             let current = lock(&self.state).folded.intents.get(&id).cloned();
@@ -123,6 +106,54 @@ impl Inner {
             self.log_and_apply(record).await?;
         }
         Ok(self.perform_in_memory(id, transition.actions))
+    }
+
+    /// What the machine decides `event` on `intent` leads to, with its connector's
+    /// policies, the time and a jitter draw.
+    pub(super) fn decide(&self, intent: &Intent, event: Event) -> Result<machine::Transition> {
+        let action = event_name(&event);
+        let fallback = ConnectorPolicy::fallback();
+        let policy = self
+            .connectors
+            .get(&intent.spec.connector)
+            .map_or(fallback, |entry| ConnectorPolicy::of(&entry.settings));
+        let context = Context {
+            retry: &policy.retry,
+            checks: &self.config.status_checks,
+            key_lifetime_ms: policy.key_lifetime_ms,
+            key_lifetime_margin_ms: policy.key_lifetime_margin_ms,
+            now_ms: self.clock.now_ms(),
+            unit: self.unit(),
+        };
+        let id = intent.spec.id;
+        machine::step(intent, event, context)
+            .map_err(|machine::NotApplicable(name)| Error::wrong_state(id, name, action))
+    }
+
+    /// Logs `records` in one batch (durable together, with contiguous LSNs) and folds
+    /// them in order: a submit that starts its first attempt at once has its `Submitted`
+    /// and `AttemptStarted` made durable by one sync (`submit.rs`).
+    pub(super) async fn log_and_apply_all(&self, records: Vec<Record>) -> Result<u64> {
+        let _shared = self.barrier.read().await;
+        let mut bodies = Vec::with_capacity(records.len());
+        for record in &records {
+            bodies.push((RECORD_KIND, record.encode()?));
+        }
+        let _hold = self.hold_clock();
+        let first = self.log.append_batch(bodies).await?;
+        let mut touched = Vec::new();
+        {
+            let mut state = lock(&self.state);
+            for (lsn, record) in (first..).zip(records) {
+                if let Some(id) = state.apply(lsn, record, true)? {
+                    touched.push((id, lsn));
+                }
+            }
+        }
+        for (id, lsn) in touched {
+            self.index_intent(id, lsn);
+        }
+        Ok(first)
     }
 
     /// Performs the actions that only touch memory (timers, waiters, connector pauses) and
@@ -215,15 +246,24 @@ impl Inner {
         lock(&self.store).clone()
     }
 
-    /// Writes an intent to the index after a transition (outside the state lock). A
-    /// failure is logged, not returned: the transition is durable in the log, and the
-    /// index is re-folded from the log on the next open.
+    /// Writes an intent to the index once a transition made it terminal (outside the
+    /// state lock). A live intent is answered from memory, and the index is only read for
+    /// intents memory no longer holds, which are all terminal: writing every transition
+    /// (three per intent at least) cost a third of the engine's CPU in sled's writes
+    /// (perf, docs/benchmarks.md), for copies nothing read. Opening re-folds every intent
+    /// in memory into the index, and compaction writes what it evicts before the log
+    /// forgets it, so the index still ends up with every intent the log has. A failure is
+    /// logged, not returned: the transition is durable in the log.
     pub(super) fn index_intent(&self, id: IntentId, lsn: u64) {
         let Some(store) = self.store() else {
             return;
         };
-        let Some(intent) = lock(&self.state).folded.intents.get(&id).cloned() else {
-            return;
+        let intent = {
+            let state = lock(&self.state);
+            match state.folded.intents.get(&id) {
+                Some(intent) if intent.state.name().is_terminal() => intent.clone(),
+                _ => return,
+            }
         };
         if let Err(error) = store.put(&intent, lsn) {
             tracing::error!(intent = %id, %error, "could not write the index; it is re-folded from the log on open");

@@ -8,10 +8,17 @@ use connectors::{canonical_json, IdempotencyKey};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::state::ProviderCall;
+use super::worker::{self, Start};
 use super::{lock, ConnectorSettings, Engine, PARAMS_BYTES_MAX};
 use crate::error::{Error, Result};
 use crate::intent::{Intent, IntentId, IntentSpec};
 use crate::machine;
+use crate::record::Record;
 
 /// Concurrent submits (and agent and operator actions) are serialised per key through
 /// this many locks.
@@ -75,7 +82,7 @@ impl Engine {
         };
         let id = spec.id;
         let connector = spec.connector.clone();
-        if let Err(error) = self.accept(spec).await {
+        if let Err(error) = self.accept(spec, &entry.permits).await {
             // Not recorded: give the reservation back. (A submit cancelled while its append
             // is under way keeps it: the record may be durable, and over-counting is the
             // safe side of a spending limit; it expires with the window.)
@@ -132,12 +139,28 @@ impl Engine {
         Ok(Admission::New { reserved_micros })
     }
 
-    /// Logs the machine's `Submitted` record (durable when this returns: G1) and sets the
-    /// intent's first timer.
-    async fn accept(&self, spec: IntentSpec) -> Result<()> {
+    /// Logs the machine's `Submitted` record (durable when this returns: G1) and either
+    /// starts the first attempt at once (see [`Engine::first_attempt_now`]) or sets the
+    /// intent's first timer for the driver.
+    async fn accept(&self, spec: IntentSpec, permits: &Arc<Semaphore>) -> Result<()> {
         let inner = &self.inner;
         let id = spec.id;
+        let now = self.first_attempt_now(&spec, permits)?;
         let accepted = machine::submitted(spec);
+        if let Some(FirstAttempt {
+            records,
+            calls,
+            permit,
+        }) = now
+        {
+            let mut all = accepted.records;
+            all.extend(records);
+            inner.log_and_apply_all(all).await?;
+            // No timer is set and no other worker can hold it: it is ours to drive.
+            lock(&inner.state).in_flight.insert(id);
+            worker::spawn(inner, id, Start::Calls { calls, permit });
+            return Ok(());
+        }
         for record in accepted.records {
             inner.log_and_apply(record).await?;
         }
@@ -146,6 +169,60 @@ impl Engine {
         debug_assert!(calls.is_empty(), "{calls:?}");
         Ok(())
     }
+
+    /// The fast path: an intent whose connector is not paused and has a free permit has its
+    /// first attempt decided now (by the machine, on the intent as `Submitted` makes it),
+    /// so that `Submitted` and `AttemptStarted` are made durable by one sync and the
+    /// worker starts without a trip through the driver: one sync fewer before the
+    /// provider is called. G1 holds (the submit returns once both are durable) and G2 holds
+    /// (the attempt is durable before the worker sends it). `None` when the machine decides
+    /// anything but a send, or the connector is paused or busy: the driver starts it then.
+    fn first_attempt_now(
+        &self,
+        spec: &IntentSpec,
+        permits: &Arc<Semaphore>,
+    ) -> Result<Option<FirstAttempt>> {
+        let inner = &self.inner;
+        let now = inner.clock.now_ms();
+        let paused = lock(&inner.state)
+            .folded
+            .paused_until_ms
+            .get(&spec.connector)
+            .is_some_and(|until| *until > now);
+        if paused || spec.submitted_at_ms > now {
+            return Ok(None);
+        }
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            return Ok(None);
+        };
+        let fresh = Intent::new(spec.clone(), 0);
+        let transition = inner.decide(&fresh, machine::Event::Due)?;
+        let mut calls = Vec::new();
+        for action in transition.actions {
+            match action {
+                machine::Action::Dispatch { attempt } => {
+                    calls.push(ProviderCall::Dispatch { attempt });
+                }
+                _ => return Ok(None),
+            }
+        }
+        if calls.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(FirstAttempt {
+            records: transition.records,
+            calls,
+            permit,
+        }))
+    }
+}
+
+/// The first attempt a submit starts at once: its records (logged with `Submitted`), the
+/// provider call, and the connector permit it runs under.
+struct FirstAttempt {
+    records: Vec<Record>,
+    calls: Vec<ProviderCall>,
+    permit: OwnedSemaphorePermit,
 }
 
 /// A submit request that passed the connector's validation, in canonical form.

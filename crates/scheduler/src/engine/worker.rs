@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use connectors::{Connector, DispatchRequest, ErrorDetail, IdempotencyKey, Outcome, StatusCheck};
 use serde_json::Value;
+use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
 use super::state::ProviderCall;
@@ -64,7 +65,30 @@ impl Drop for WorkerGuard {
     }
 }
 
-pub(super) async fn work(inner: Arc<Inner>, id: IntentId) {
+/// Where a worker starts.
+pub(super) enum Start {
+    /// At the intent's own due event (the driver found it due).
+    Due,
+    /// At the provider calls of a step already logged, holding the connector permit they
+    /// need (a submit that started its first attempt at once: `submit.rs`).
+    Calls {
+        calls: Vec<ProviderCall>,
+        permit: OwnedSemaphorePermit,
+    },
+}
+
+/// Starts a worker on intent `id`. The caller put `id` in `in_flight` under the state lock
+/// where it found the intent free (so no two workers ever drive one intent); the worker
+/// takes it out when it ends.
+pub(super) fn spawn(inner: &Arc<Inner>, id: IntentId, start: Start) {
+    inner.workers.fetch_add(1, Ordering::AcqRel);
+    let handle = tokio::spawn(work(inner.clone(), id, start));
+    let mut handles = lock(&inner.worker_handles);
+    handles.retain(|handle| !handle.is_finished());
+    handles.push(handle.abort_handle());
+}
+
+async fn work(inner: Arc<Inner>, id: IntentId, start: Start) {
     lock(&inner.state).worker_starts += 1;
     // Until the step ends normally, it counts as failed (a panic unwinds through here).
     let mut guard = WorkerGuard {
@@ -72,7 +96,7 @@ pub(super) async fn work(inner: Arc<Inner>, id: IntentId) {
         id,
         not_before_ms: inner.clock.now_ms().saturating_add(FAILED_STEP_DELAY_MS),
     };
-    match work_on(&inner, id).await {
+    match work_on(&inner, id, start).await {
         Ok(Step::Done) => guard.not_before_ms = 0,
         Ok(Step::WaitUntil(not_before_ms)) => guard.not_before_ms = not_before_ms,
         Err(error) => {
@@ -139,7 +163,7 @@ fn request_of(intent: &Intent) -> Result<DispatchRequest> {
     Ok(request)
 }
 
-async fn work_on(inner: &Arc<Inner>, id: IntentId) -> Result<Step> {
+async fn work_on(inner: &Arc<Inner>, id: IntentId, start: Start) -> Result<Step> {
     let Some(intent) = lock(&inner.state).folded.intents.get(&id).cloned() else {
         return Ok(Step::Done);
     };
@@ -154,24 +178,37 @@ async fn work_on(inner: &Arc<Inner>, id: IntentId) -> Result<Step> {
         return Ok(Step::WaitUntil(now.saturating_add(UNREGISTERED_RECHECK_MS)));
     };
     let connector = entry.settings.connector.clone();
-    let _permit = entry
-        .permits
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| Error::ShutDown)?;
+    let (_permit, first_calls) = match start {
+        Start::Due => {
+            let permit = entry
+                .permits
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| Error::ShutDown)?;
+            (permit, None)
+        }
+        Start::Calls { calls, permit } => (permit, Some(calls)),
+    };
     let span = tracing::info_span!("intent", intent = %id, key = %intent.spec.idempotency_key, connector = %intent.spec.connector, attempt = intent.attempts.len());
     async move {
         let request = request_of(&intent)?;
         // Each step's actions are performed after its records are durable (G2); an
         // answer from the provider is the next step's event.
-        let mut event = Some(Event::Due);
-        while let Some(next) = event.take() {
-            for call in inner.step(id, next).await? {
+        let mut calls = match first_calls {
+            Some(calls) => calls,
+            None => inner.step(id, Event::Due).await?,
+        };
+        loop {
+            let mut event = None;
+            for call in calls {
                 event = Some(perform(connector.as_ref(), &request, call).await);
             }
+            match event {
+                Some(event) => calls = inner.step(id, event).await?,
+                None => return Ok(Step::Done),
+            }
         }
-        Ok(Step::Done)
     }
     .instrument(span)
     .await
