@@ -4,6 +4,7 @@
 
 mod compaction_tests;
 mod engine_faults;
+mod fast_path;
 mod fixture_log;
 mod guards_engine;
 mod index_tests;
