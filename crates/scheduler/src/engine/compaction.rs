@@ -70,9 +70,7 @@ struct Captured {
 /// forgets it.
 async fn put_in_index(store: Arc<dyn StateStore>, evicted: Vec<Intent>) -> Result<()> {
     tokio::task::spawn_blocking(move || -> Result<()> {
-        for intent in &evicted {
-            store.put(intent, intent.last_lsn)?;
-        }
+        store.put_many(&evicted)?;
         store.flush()
     })
     .await

@@ -256,6 +256,9 @@ async fn open_store(config: &EngineConfig) -> Result<(Arc<dyn StateStore>, Optio
     Ok((Arc::new(store), moved_aside))
 }
 
+/// Intents written to the index per sled batch when it is re-folded on open.
+const REFOLD_CHUNK: usize = 4096;
+
 /// Refuses a log that lost records the index saw (the log already refused to cut them;
 /// this catches a log replaced from elsewhere), and re-folds into the index whatever it
 /// is behind on.
@@ -276,11 +279,10 @@ async fn refold_index(
     // `put` keeps a stored copy at the same or a later LSN, so writing every intent in
     // memory re-folds exactly those the index is behind on (including any written out of
     // LSN order before a crash).
+    let intents: Vec<_> = state.folded.intents.values().cloned().collect();
     let mut refolded = 0;
-    for intent in state.folded.intents.values() {
-        if store.put(intent, intent.last_lsn)? {
-            refolded += 1;
-        }
+    for chunk in intents.chunks(REFOLD_CHUNK) {
+        refolded += store.put_many(chunk)?;
     }
     store.mark_applied(log_last)?;
     if refolded > 0 {

@@ -1,6 +1,8 @@
 //! What the engine holds in memory ([`EngineState`]: the fold, keys, guard windows,
 //! timers, waiters) and the one path by which a record reaches it: appended to the log,
-//! folded, written to the index ([`Inner::log_and_apply`]).
+//! then folded ([`Inner::log_and_apply`]). The index is not written here: it holds
+//! intents memory no longer does, and is written in batches when they leave memory
+//! (`compaction.rs`) and on open (`open.rs`).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -79,10 +81,7 @@ impl Inner {
         let body = record.encode()?;
         let _hold = self.hold_clock();
         let lsn = self.log.append(RECORD_KIND, body).await?;
-        let id = lock(&self.state).apply(lsn, record, true)?;
-        if let Some(id) = id {
-            self.index_intent(id, lsn);
-        }
+        lock(&self.state).apply(lsn, record, true)?;
         Ok(lsn)
     }
 
@@ -141,17 +140,9 @@ impl Inner {
         }
         let _hold = self.hold_clock();
         let first = self.log.append_batch(bodies).await?;
-        let mut touched = Vec::new();
-        {
-            let mut state = lock(&self.state);
-            for (lsn, record) in (first..).zip(records) {
-                if let Some(id) = state.apply(lsn, record, true)? {
-                    touched.push((id, lsn));
-                }
-            }
-        }
-        for (id, lsn) in touched {
-            self.index_intent(id, lsn);
+        let mut state = lock(&self.state);
+        for (lsn, record) in (first..).zip(records) {
+            state.apply(lsn, record, true)?;
         }
         Ok(first)
     }
@@ -244,30 +235,6 @@ impl Inner {
 
     pub(super) fn store(&self) -> Option<Arc<dyn StateStore>> {
         lock(&self.store).clone()
-    }
-
-    /// Writes an intent to the index once a transition made it terminal (outside the
-    /// state lock). A live intent is answered from memory, and the index is only read for
-    /// intents memory no longer holds, which are all terminal: writing every transition
-    /// (three per intent at least) cost a third of the engine's CPU in sled's writes
-    /// (perf, docs/benchmarks.md), for copies nothing read. Opening re-folds every intent
-    /// in memory into the index, and compaction writes what it evicts before the log
-    /// forgets it, so the index still ends up with every intent the log has. A failure is
-    /// logged, not returned: the transition is durable in the log.
-    pub(super) fn index_intent(&self, id: IntentId, lsn: u64) {
-        let Some(store) = self.store() else {
-            return;
-        };
-        let intent = {
-            let state = lock(&self.state);
-            match state.folded.intents.get(&id) {
-                Some(intent) if intent.state.name().is_terminal() => intent.clone(),
-                _ => return,
-            }
-        };
-        if let Err(error) = store.put(&intent, lsn) {
-            tracing::error!(intent = %id, %error, "could not write the index; it is re-folded from the log on open");
-        }
     }
 
     /// A uniform random number in [0, 1) for jitter.

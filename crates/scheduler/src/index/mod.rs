@@ -27,6 +27,19 @@ pub trait StateStore: Send + Sync {
     /// the same or a later LSN is kept (writes may arrive out of order). Returns whether
     /// the intent itself was written.
     fn put(&self, intent: &Intent, lsn: u64) -> Result<bool>;
+    /// Stores each intent as of its `last_lsn`, as `put` would, in one atomic step (one
+    /// sled batch: sled rolls its I/O buffer twice per batch, so a put per intent costs
+    /// far more than one batch of many; docs/benchmarks.md). Returns how many were
+    /// written (not kept older).
+    fn put_many(&self, intents: &[Intent]) -> Result<usize> {
+        let mut written = 0;
+        for intent in intents {
+            if self.put(intent, intent.last_lsn)? {
+                written += 1;
+            }
+        }
+        Ok(written)
+    }
     fn get(&self, id: IntentId) -> Result<Option<Intent>>;
     /// The intent the index last saw with this key on this connector.
     fn get_by_key(&self, connector: &str, key: &str) -> Result<Option<Intent>>;

@@ -1,6 +1,7 @@
 //! `SledStore`: the index in sled, one tree with intents by id, keys, state entries in
 //! submit order, and the applied LSN; history pruning walks the state entries.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -33,6 +34,69 @@ impl SledStore {
         intent_log::codec::decode(bytes).map_err(|error| index_error("decoding an intent", error))
     }
 
+    fn serial(&self) -> std::sync::MutexGuard<'_, ()> {
+        match self.write.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Adds `intent`'s entries to `batch` unless the index (or, for an intent this batch
+    /// already holds, `earlier`: its LSN and state key) has it at the same or a later LSN.
+    /// Returns the state key written, or `None` when the stored copy was kept.
+    fn stage(
+        &self,
+        batch: &mut sled::Batch,
+        intent: &Intent,
+        earlier: Option<(u64, Vec<u8>)>,
+    ) -> Result<Option<Vec<u8>>> {
+        let id_key = intent_key(intent.spec.id);
+        let old = match earlier {
+            Some(earlier) => Some(earlier),
+            None => match self
+                .tree
+                .get(&id_key)
+                .map_err(|error| index_error("reading an intent", error))?
+            {
+                // An unreadable old copy is overwritten (its stale entries are skipped on
+                // read).
+                Some(bytes) => Self::decode_intent(&bytes)
+                    .ok()
+                    .map(|old| (old.last_lsn, state_key(&old))),
+                None => None,
+            },
+        };
+        if old
+            .as_ref()
+            .is_some_and(|(old_lsn, _)| *old_lsn >= intent.last_lsn)
+        {
+            return Ok(None);
+        }
+        let new_state_key = state_key(intent);
+        if let Some((_, old_state_key)) = old {
+            if old_state_key != new_state_key {
+                batch.remove(old_state_key);
+            }
+        }
+        batch.insert(new_state_key.clone(), &[][..]);
+        batch.insert(
+            ordered_key(
+                &state_prefix(None),
+                intent.spec.submitted_at_ms,
+                intent.spec.id,
+            ),
+            &[][..],
+        );
+        batch.insert(
+            key_index_key(&intent.spec.connector, &intent.spec.idempotency_key),
+            &intent.spec.id.0[..],
+        );
+        let bytes = intent_log::codec::encode(intent)
+            .map_err(|error| index_error("encoding an intent", error))?;
+        batch.insert(id_key, bytes);
+        Ok(Some(new_state_key))
+    }
+
     pub(super) fn applied_in(tree: &sled::Tree) -> Result<u64> {
         match tree
             .get(META_APPLIED_LSN)
@@ -46,50 +110,10 @@ impl SledStore {
 
 impl StateStore for SledStore {
     fn put(&self, intent: &Intent, lsn: u64) -> Result<bool> {
-        let _serial = match self.write.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let id_key = intent_key(intent.spec.id);
-        let old = match self
-            .tree
-            .get(&id_key)
-            .map_err(|error| index_error("reading an intent", error))?
-        {
-            // An unreadable old copy is overwritten (its stale entries are skipped on read).
-            Some(bytes) => Self::decode_intent(&bytes).ok(),
-            None => None,
-        };
+        let _serial = self.serial();
         let applied = Self::applied_in(&self.tree)?;
         let mut batch = sled::Batch::default();
-        let newer = old
-            .as_ref()
-            .is_none_or(|old| old.last_lsn < intent.last_lsn);
-        if newer {
-            let new_state_key = state_key(intent);
-            if let Some(old) = &old {
-                let old_state_key = state_key(old);
-                if old_state_key != new_state_key {
-                    batch.remove(old_state_key);
-                }
-            }
-            batch.insert(new_state_key, &[][..]);
-            batch.insert(
-                ordered_key(
-                    &state_prefix(None),
-                    intent.spec.submitted_at_ms,
-                    intent.spec.id,
-                ),
-                &[][..],
-            );
-            batch.insert(
-                key_index_key(&intent.spec.connector, &intent.spec.idempotency_key),
-                &intent.spec.id.0[..],
-            );
-            let bytes = intent_log::codec::encode(intent)
-                .map_err(|error| index_error("encoding an intent", error))?;
-            batch.insert(id_key, bytes);
-        }
+        let newer = self.stage(&mut batch, intent, None)?.is_some();
         if lsn > applied {
             batch.insert(META_APPLIED_LSN, &lsn.to_be_bytes()[..]);
         }
@@ -97,6 +121,32 @@ impl StateStore for SledStore {
             .apply_batch(batch)
             .map_err(|error| index_error("writing an intent", error))?;
         Ok(newer)
+    }
+
+    fn put_many(&self, intents: &[Intent]) -> Result<usize> {
+        let _serial = self.serial();
+        let applied = Self::applied_in(&self.tree)?;
+        let mut batch = sled::Batch::default();
+        // What this batch already holds of an intent listed twice (the later copy wins
+        // only if newer, as across calls).
+        let mut staged: HashMap<IntentId, (u64, Vec<u8>)> = HashMap::new();
+        let mut written = 0;
+        let mut lsn = applied;
+        for intent in intents {
+            let earlier = staged.get(&intent.spec.id).cloned();
+            if let Some(state_key) = self.stage(&mut batch, intent, earlier)? {
+                staged.insert(intent.spec.id, (intent.last_lsn, state_key));
+                written += 1;
+            }
+            lsn = lsn.max(intent.last_lsn);
+        }
+        if lsn > applied {
+            batch.insert(META_APPLIED_LSN, &lsn.to_be_bytes()[..]);
+        }
+        self.tree
+            .apply_batch(batch)
+            .map_err(|error| index_error("writing intents", error))?;
+        Ok(written)
     }
 
     fn get(&self, id: IntentId) -> Result<Option<Intent>> {

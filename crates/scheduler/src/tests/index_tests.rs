@@ -274,6 +274,54 @@ fn store_keeps_the_newest_copy_and_moves_state_entries() {
     assert!(store.get(IntentId([9; 16])).unwrap().is_none());
 }
 
+/// `put_many` (one sled batch) keeps `put`'s rules: the newest copy wins, within the
+/// batch as across calls, state entries move, and the applied LSN only rises.
+#[test]
+fn put_many_keeps_the_rules_of_put_in_one_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = SledStore::open_or_rebuild(dir.path()).unwrap();
+    let pending = State::Pending { due_ms: 0 };
+    let done = State::Succeeded {
+        result_json: "{}".into(),
+    };
+    let failed = State::Failed {
+        reason: crate::Reason::new("rejected", "no"),
+    };
+    assert!(store.put(&intent(1, 10, pending.clone(), 5), 5).unwrap());
+    let batch = [
+        intent(1, 10, done.clone(), 9),
+        intent(2, 20, pending.clone(), 7),
+        // Older than what the index holds for 1: kept out.
+        intent(1, 10, pending.clone(), 3),
+        // Newer than the copy of 2 earlier in this batch: replaces it, moves its state.
+        intent(2, 20, failed.clone(), 8),
+        // Older than the copy of 2 earlier in this batch: kept out.
+        intent(2, 20, pending.clone(), 6),
+    ];
+    assert_eq!(store.put_many(&batch).unwrap(), 3);
+    assert_eq!(store.applied_lsn().unwrap(), 9);
+    let names = |state: Option<StateName>| -> Vec<u8> {
+        store
+            .list(state, None, 10)
+            .unwrap()
+            .into_iter()
+            .map(|intent| intent.spec.id.0[0])
+            .collect()
+    };
+    assert_eq!(names(None), vec![1, 2]);
+    assert_eq!(names(Some(StateName::Pending)), Vec::<u8>::new());
+    assert_eq!(names(Some(StateName::Succeeded)), vec![1]);
+    assert_eq!(names(Some(StateName::Failed)), vec![2]);
+    assert_eq!(store.get(IntentId([2; 16])).unwrap().unwrap().state, failed);
+    assert_eq!(
+        store.get_by_key("sim", "key-1").unwrap().unwrap().state,
+        done
+    );
+    // An older batch leaves everything, the applied LSN included, as it was.
+    assert_eq!(store.put_many(&[intent(1, 10, pending, 2)]).unwrap(), 0);
+    assert_eq!(store.applied_lsn().unwrap(), 9);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_index_is_moved_aside_and_rebuilt_by_the_engine() {
     let dir = tempfile::tempdir().unwrap();
