@@ -43,22 +43,26 @@ struct WorkerGuard {
 impl Drop for WorkerGuard {
     fn drop(&mut self) {
         let inner = &self.inner;
-        {
+        let timer_set = {
             let mut state = lock(&inner.state);
             state.in_flight.remove(&self.id);
             // A poisoned log stops the engine (G7): nothing is retried until it is reopened.
-            if !inner.log.is_poisoned() {
-                if let Some(due) = state
-                    .folded
-                    .intents
-                    .get(&self.id)
-                    .and_then(|intent| intent.state.due_ms())
-                {
-                    state.timers.insert((due.max(self.not_before_ms), self.id));
-                }
+            let due = state
+                .folded
+                .intents
+                .get(&self.id)
+                .and_then(|intent| intent.state.due_ms())
+                .filter(|_| !inner.log.is_poisoned());
+            if let Some(due) = due {
+                state.timers.insert((due.max(self.not_before_ms), self.id));
             }
+            due.is_some()
+        };
+        // The driver only needs to know about a new timer (it checks the log's size, for
+        // compaction, on its own every second).
+        if timer_set {
+            inner.wake.notify_one();
         }
-        inner.wake.notify_one();
         if inner.workers.fetch_sub(1, Ordering::AcqRel) == 1 {
             inner.workers_done.notify_waiters();
         }
