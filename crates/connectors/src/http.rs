@@ -35,6 +35,11 @@ pub const IDEMPOTENT_REPLAYED_HEADER: &str = "Idempotent-Replayed";
 pub struct HttpTransport {
     client: reqwest::Client,
     base_url: String,
+    /// `base_url` parsed once: a request only sets its path (parsing the whole URL, host
+    /// and all, on every request was 3% of the engine's CPU).
+    parsed_base: reqwest::Url,
+    /// The base URL's own path, without a trailing slash (requests' paths follow it).
+    base_path: String,
     api_key: Option<Secret>,
     connector: &'static str,
 }
@@ -104,9 +109,12 @@ impl HttpTransport {
             .map_err(|error| Error::HttpClient {
                 reason: error_text(&error),
             })?;
+        let base_path = parsed.path().trim_end_matches('/').to_owned();
         Ok(Self {
             client,
             base_url: base_url.trim_end_matches('/').to_owned(),
+            parsed_base: parsed,
+            base_path,
             api_key,
             connector,
         })
@@ -115,6 +123,13 @@ impl HttpTransport {
     /// The base URL without a trailing slash.
     pub fn base_url(&self) -> &str {
         &self.base_url
+    }
+
+    /// The URL of `path` (which starts with '/') under the base URL.
+    fn url(&self, path: &str) -> reqwest::Url {
+        let mut url = self.parsed_base.clone();
+        url.set_path(&format!("{}{}", self.base_path, path));
+        url
     }
 
     /// Sends one request and reads the whole response (up to the cap). Never fails:
@@ -127,8 +142,7 @@ impl HttpTransport {
         idempotency_key: Option<&IdempotencyKey>,
         body: Option<&Value>,
     ) -> Exchange {
-        let url = format!("{}{}", self.base_url, path);
-        let mut request = self.client.request(method.clone(), &url);
+        let mut request = self.client.request(method.clone(), self.url(path));
         if !query.is_empty() {
             request = request.query(query);
         }
@@ -237,6 +251,28 @@ mod tests {
 
     #[test]
     #[rustfmt::skip]
+    fn request_urls_keep_the_base_path() {
+        // (base URL, request path, URL sent), one case a line.
+        let rows = [
+            ("http://127.0.0.1:9", "/bets", "http://127.0.0.1:9/bets"),
+            ("http://127.0.0.1:9/", "/bets/b-1", "http://127.0.0.1:9/bets/b-1"),
+            ("http://h:9/api", "/wallet/balance", "http://h:9/api/wallet/balance"),
+            ("https://h/api/v1/", "/execute", "https://h/api/v1/execute"),
+        ];
+        for (base, path, expected) in rows {
+            let transport = HttpTransport::new(
+                "test",
+                base,
+                None,
+                Duration::from_secs(1),
+                Duration::from_secs(1),
+            )
+            .expect(base);
+            assert_eq!(transport.url(path).as_str(), expected, "{base} {path}");
+        }
+    }
+
+    #[test]
     fn base_url_table() {
         let rows: &[(&str, bool)] = &[
             ("http://127.0.0.1:8080", true),
@@ -250,13 +286,25 @@ mod tests {
             ("http://example.com/#frag", false),
         ];
         for (base_url, valid) in rows {
-            let built = HttpTransport::new("test", base_url, None, Duration::from_secs(1), Duration::from_secs(1));
+            let built = HttpTransport::new(
+                "test",
+                base_url,
+                None,
+                Duration::from_secs(1),
+                Duration::from_secs(1),
+            );
             assert_eq!(built.is_ok(), *valid, "{base_url}");
             if let Err(error) = built {
                 assert!(!error.to_string().contains("hunter2"), "{error}");
             }
         }
-        let trimmed = HttpTransport::new("test", "http://h/", None, Duration::from_secs(1), Duration::from_secs(1));
+        let trimmed = HttpTransport::new(
+            "test",
+            "http://h/",
+            None,
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+        );
         assert_eq!(trimmed.unwrap().base_url(), "http://h");
     }
 
