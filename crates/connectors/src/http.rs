@@ -250,13 +250,20 @@ mod tests {
     use super::*;
 
     #[test]
-    #[rustfmt::skip]
     fn request_urls_keep_the_base_path() {
         // (base URL, request path, URL sent), one case a line.
         let rows = [
             ("http://127.0.0.1:9", "/bets", "http://127.0.0.1:9/bets"),
-            ("http://127.0.0.1:9/", "/bets/b-1", "http://127.0.0.1:9/bets/b-1"),
-            ("http://h:9/api", "/wallet/balance", "http://h:9/api/wallet/balance"),
+            (
+                "http://127.0.0.1:9/",
+                "/bets/b-1",
+                "http://127.0.0.1:9/bets/b-1",
+            ),
+            (
+                "http://h:9/api",
+                "/wallet/balance",
+                "http://h:9/api/wallet/balance",
+            ),
             ("https://h/api/v1/", "/execute", "https://h/api/v1/execute"),
         ];
         for (base, path, expected) in rows {
@@ -273,6 +280,7 @@ mod tests {
     }
 
     #[test]
+    #[rustfmt::skip]
     fn base_url_table() {
         let rows: &[(&str, bool)] = &[
             ("http://127.0.0.1:8080", true),
@@ -286,25 +294,13 @@ mod tests {
             ("http://example.com/#frag", false),
         ];
         for (base_url, valid) in rows {
-            let built = HttpTransport::new(
-                "test",
-                base_url,
-                None,
-                Duration::from_secs(1),
-                Duration::from_secs(1),
-            );
+            let built = HttpTransport::new("test", base_url, None, Duration::from_secs(1), Duration::from_secs(1));
             assert_eq!(built.is_ok(), *valid, "{base_url}");
             if let Err(error) = built {
                 assert!(!error.to_string().contains("hunter2"), "{error}");
             }
         }
-        let trimmed = HttpTransport::new(
-            "test",
-            "http://h/",
-            None,
-            Duration::from_secs(1),
-            Duration::from_secs(1),
-        );
+        let trimmed = HttpTransport::new("test", "http://h/", None, Duration::from_secs(1), Duration::from_secs(1));
         assert_eq!(trimmed.unwrap().base_url(), "http://h");
     }
 
