@@ -25,7 +25,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use children::start_simulator;
+use children::{start_simulator, ChildServer};
 use long::{run_long, Sample};
 use phases::{run_phase, Mode, PhaseSpec};
 use report::Row;
@@ -91,6 +91,18 @@ fn progress_bar() -> ProgressBar {
     bar
 }
 
+/// The machine's load averages (1, 5, 15 minutes), to judge how quiet a run was.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|_| "unknown".to_string())
+}
+
 /// Runs the bench (its own tokio runtime).
 pub fn run(args: EngineBenchArgs) -> anyhow::Result<ExitCode> {
     if args.concurrency.is_empty() || args.concurrency.contains(&0) {
@@ -112,7 +124,7 @@ pub fn run(args: EngineBenchArgs) -> anyhow::Result<ExitCode> {
         let result = if args.long {
             long_mode(&args, scratch.path(), &simulator.base_url, key_prefix).await
         } else {
-            rows_mode(&args, scratch.path(), &simulator.base_url, key_prefix).await
+            rows_mode(&args, scratch.path(), &simulator, key_prefix).await
         };
         simulator.stop().await?;
         result
@@ -123,9 +135,11 @@ pub fn run(args: EngineBenchArgs) -> anyhow::Result<ExitCode> {
 async fn rows_mode(
     args: &EngineBenchArgs,
     scratch: &std::path::Path,
-    purple_flea_url: &str,
+    simulator: &ChildServer,
     key_prefix: String,
 ) -> anyhow::Result<()> {
+    let (purple_flea_url, simulator_pid) = (simulator.base_url.as_str(), simulator.pid()?);
+    let load_before = load_average();
     let modes = parse_modes(&args.modes)?;
     let progress = progress_bar();
     let mut rows: Vec<Row> = Vec::new();
@@ -151,6 +165,7 @@ async fn rows_mode(
                 warmup_ops: args.warmup.unwrap_or((2 * submitters as u64).max(100)),
                 data_dir: &data_dir,
                 purple_flea_url,
+                simulator_pid,
                 key_prefix: format!("{key_prefix}-{}{submitters}", mode.name()),
             };
             rows.push(run_phase(&spec, &progress).await?);
@@ -161,6 +176,7 @@ async fn rows_mode(
     progress.finish_and_clear();
     let ratios = report::ratios(&rows, &args.concurrency);
     let targets = report::targets(&rows, &ratios);
+    let load = format!("{load_before} at the start, {} at the end", load_average());
     if args.json {
         let measured: serde_json::Map<String, serde_json::Value> = Mode::ALL
             .iter()
@@ -168,9 +184,10 @@ async fn rows_mode(
             .collect();
         println!(
             "{}",
-            json!({"rows": rows, "ratios": ratios, "targets": targets, "cpu_and_rss_of": measured, "bet_amount": cases::BET_AMOUNT})
+            json!({"load_average": load, "rows": rows, "ratios": ratios, "targets": targets, "cpu_and_rss_of": measured, "bet_amount": cases::BET_AMOUNT})
         );
     } else {
+        println!("load average (1, 5, 15 min): {load}");
         report::print_rows(&rows);
         report::print_ratios_and_targets(&ratios, &targets);
         report::print_legend();
@@ -205,6 +222,7 @@ async fn long_mode(
             println!("{line}");
         }
     };
+    let load_before = load_average();
     let progress = progress_bar();
     progress.set_message(format!("long x{}", args.submitters));
     let report = run_long(
@@ -217,11 +235,15 @@ async fn long_mode(
     )
     .await?;
     progress.finish_and_clear();
+    let load = format!("{load_before} at the start, {} at the end", load_average());
     if args.json {
-        println!("{}", serde_json::to_string(&report)?);
+        let mut value = serde_json::to_value(&report)?;
+        value["load_average"] = json!(load);
+        println!("{value}");
         return Ok(());
     }
     println!();
+    println!("load average (1, 5, 15 min): {load}");
     println!(
         "{} intents, {} submitters: {} succeeded",
         report.intents, report.submitters, report.succeeded

@@ -56,6 +56,8 @@ pub struct PhaseSpec<'a> {
     /// A fresh directory for this phase's data.
     pub data_dir: &'a Path,
     pub purple_flea_url: &'a str,
+    /// The simulator's process, whose CPU per intent is shown beside the row's own.
+    pub simulator_pid: u32,
     /// Unique to the run, so keys never repeat against one simulator.
     pub key_prefix: String,
 }
@@ -160,11 +162,14 @@ async fn measure(
     let peak_was_reset = reset_peak(process);
     let counters_before = source.counters().await?;
     let cpu_before = cpu_seconds(process)?;
+    let simulator = Process::Child(spec.simulator_pid);
+    let simulator_cpu_before = cpu_seconds(simulator)?;
     progress.reset();
     progress.set_length(spec.ops);
     progress.set_message(format!("{} x{}", spec.mode.name(), spec.submitters));
     let result = closed_loop(op, spec.submitters, spec.ops, spec.warmup_ops, progress).await?;
     let cpu_seconds_used = cpu_seconds(process)? - cpu_before;
+    let simulator_cpu_used = cpu_seconds(simulator)? - simulator_cpu_before;
     let peak_kib = peak_rss_kib(process)?;
     let counters_after = source.counters().await?;
     let log = match (counters_before, counters_after) {
@@ -175,25 +180,30 @@ async fn measure(
         }),
         _ => None,
     };
-    Ok(row(
-        spec,
-        &result,
+    let readings = Readings {
         log,
-        cpu_seconds_used,
+        cpu_seconds: cpu_seconds_used,
+        simulator_cpu_seconds: simulator_cpu_used,
         peak_kib,
         peak_was_reset,
-    ))
+    };
+    Ok(row(spec, &result, &readings))
 }
 
-fn row(
-    spec: &PhaseSpec<'_>,
-    result: &LoopResult,
+/// What changed during the measured loop.
+struct Readings {
+    /// Counter deltas; none for the ceiling.
     log: Option<LogCounters>,
-    cpu_seconds_used: f64,
+    /// CPU of the measured process, and of the simulator.
+    cpu_seconds: f64,
+    simulator_cpu_seconds: f64,
     peak_kib: u64,
     peak_was_reset: bool,
-) -> Row {
-    let per_intent = |value: u64| value as f64 / result.ops.max(1) as f64;
+}
+
+fn row(spec: &PhaseSpec<'_>, result: &LoopResult, readings: &Readings) -> Row {
+    let per_intent = |value: f64| value / result.ops.max(1) as f64;
+    let log = readings.log;
     Row {
         mode: spec.mode,
         submitters: spec.submitters,
@@ -203,12 +213,13 @@ fn row(
         intents_per_s: result.ops_per_second(),
         p50_ms: result.percentile_ms(0.50),
         p99_ms: result.percentile_ms(0.99),
-        fdatasyncs_per_intent: log.map(|log| per_intent(log.batches)),
-        records_per_intent: log.map(|log| per_intent(log.records)),
+        fdatasyncs_per_intent: log.map(|log| per_intent(log.batches as f64)),
+        records_per_intent: log.map(|log| per_intent(log.records as f64)),
         sync_ms_mean: log.map(|log| log.sync_micros as f64 / 1000.0 / log.batches.max(1) as f64),
-        cpu_ms_per_intent: cpu_seconds_used * 1000.0 / result.ops.max(1) as f64,
-        peak_rss_mib: peak_kib as f64 / 1024.0,
-        peak_rss_reset: peak_was_reset,
+        cpu_ms_per_intent: per_intent(readings.cpu_seconds * 1000.0),
+        simulator_cpu_ms_per_intent: per_intent(readings.simulator_cpu_seconds * 1000.0),
+        peak_rss_mib: readings.peak_kib as f64 / 1024.0,
+        peak_rss_reset: readings.peak_was_reset,
         seconds: result.elapsed.as_secs_f64(),
     }
 }

@@ -28,6 +28,8 @@ pub struct Row {
     pub sync_ms_mean: Option<f64>,
     /// CPU (user + system) of the measured process per op; see `Mode::measured_process`.
     pub cpu_ms_per_intent: f64,
+    /// CPU of the simulator (the provider) per op: what the provider takes of the cores.
+    pub simulator_cpu_ms_per_intent: f64,
     /// Peak RSS of the measured process during the loop (since start when not reset).
     pub peak_rss_mib: f64,
     pub peak_rss_reset: bool,
@@ -166,7 +168,7 @@ pub fn print_rows(rows: &[Row]) {
     );
     for row in rows {
         println!(
-            "{:<9} {:>5} {:>8} {:>10.0} {:>8} {:>8} {:>7} {:>8} {:>8} {:>7.3} {:>8.1}{}",
+            "{:<9} {:>5} {:>8} {:>10.0} {:>8} {:>8} {:>7} {:>8} {:>8} {:>8.3} {:>8.1} {:>8.3}{}",
             row.mode.name(),
             row.submitters,
             row.ops,
@@ -178,6 +180,7 @@ pub fn print_rows(rows: &[Row]) {
             optional(row.sync_ms_mean, 3),
             row.cpu_ms_per_intent,
             row.peak_rss_mib,
+            row.simulator_cpu_ms_per_intent,
             if row.peak_rss_reset {
                 ""
             } else {
@@ -191,11 +194,15 @@ pub fn print_rows(rows: &[Row]) {
 }
 
 pub fn print_ratios_and_targets(ratios: &BTreeMap<String, f64>, targets: &[Target]) {
-    println!();
+    if !ratios.is_empty() {
+        println!();
+    }
     for (name, ratio) in ratios {
         println!("{name:<28} {ratio:>6.2}x");
     }
-    println!();
+    if !targets.is_empty() {
+        println!();
+    }
     for target in targets {
         let relation = if target.at_most { "<=" } else { ">=" };
         println!(
