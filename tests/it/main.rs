@@ -2,6 +2,7 @@
 //! scenario (matklad, "Delete Cargo Integration Tests").
 #![allow(clippy::unwrap_used)]
 
+mod bench_engine;
 mod compaction_restart;
 mod demo_e2e;
 mod disk_full;

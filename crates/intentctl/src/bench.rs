@@ -21,6 +21,8 @@ const RECORD_BYTES: usize = 256;
 pub enum BenchCommand {
     /// The write-ahead log against raw fdatasync, SQLite and sled, plus replay speed.
     Wal(WalBenchArgs),
+    /// Intents end to end against the simulator: embedded, sidecar, and a bare-HTTP ceiling.
+    Engine(crate::bench_engine::EngineBenchArgs),
     /// (internal) Replays a log directory and prints JSON; run in a child process so its
     /// peak RSS is the replay's own.
     #[command(hide = true)]
@@ -58,6 +60,7 @@ struct Row {
 pub fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Wal(args) => wal(args),
+        BenchCommand::Engine(args) => crate::bench_engine::run(args),
         BenchCommand::Replay { dir } => {
             let result = replay(&dir)?;
             println!("{result}");

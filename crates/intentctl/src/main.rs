@@ -2,6 +2,7 @@
 
 mod api;
 mod bench;
+mod bench_engine;
 mod config;
 mod demo;
 mod openapi;
@@ -43,7 +44,7 @@ enum Command {
     /// Verify, dump or fill a write-ahead log directory.
     #[command(subcommand)]
     Wal(wal::WalCommand),
-    /// Measure the log (and later the engine) against baselines in the same run.
+    /// Measure the log, and the engine end to end, against baselines in the same run.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
 }
