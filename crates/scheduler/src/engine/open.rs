@@ -12,7 +12,7 @@ use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use tokio::sync::Notify;
 
-use super::state::EngineState;
+use super::state::{is_finished, EngineState};
 use super::submit::SUBMIT_LOCKS;
 use super::{
     config, drive, hold_paused_clock, lock, CompactionStatus, ConnectorEntry, ConnectorSettings,
@@ -121,9 +121,13 @@ async fn open_storage(config: &EngineConfig) -> Result<Opened> {
     if let Some(torn) = &log_report.torn_tail {
         tracing::warn!(file = %torn.file.display(), offset = torn.offset, bytes = torn.bytes, "recovery cut a torn tail");
     }
+    if let Some((store, _)) = &store {
+        check_index_behind_log(store, &log)?;
+    }
     // Replay on a blocking thread: it reads the checkpoint and every segment after it.
+    let replay_store = store.as_ref().map(|(store, _)| store.clone());
     let (log, state) = tokio::task::spawn_blocking(move || {
-        let state = replay(&log)?;
+        let state = replay(&log, replay_store.as_ref())?;
         Ok::<_, Error>((log, state))
     })
     .await
@@ -208,8 +212,10 @@ async fn recover_in_flight(inner: &Inner) -> Result<usize> {
 }
 
 /// Replay: the newest checkpoint, then every record after it, through the same fold as
-/// live operation. Blocking I/O.
-fn replay(log: &Log) -> Result<EngineState> {
+/// live operation. With the index on (`store`), the checkpoint's finished intents do not
+/// enter memory: each is written to the index if it is behind (so dedup of its key, G4,
+/// and lookups find it there), and its amount counts in the spending window. Blocking I/O.
+fn replay(log: &Log, store: Option<&Arc<dyn StateStore>>) -> Result<EngineState> {
     let mut state = EngineState::default();
     let replay = log.replay()?;
     let checkpoint_lsn = replay.checkpoint.as_ref().map(|reader| reader.info().lsn);
@@ -227,6 +233,15 @@ fn replay(log: &Log) -> Result<EngineState> {
             Record::Snapshot(intent) => intent.last_lsn,
             _ => checkpoint_lsn.unwrap_or(0),
         };
+        if let (Record::Snapshot(intent), Some(store)) = (&record, store) {
+            if is_finished(&intent.state) && !state.folded.intents.contains_key(&intent.spec.id) {
+                if store.put(intent, intent.last_lsn)? {
+                    state.refolded_from_checkpoint += 1;
+                }
+                state.note_retired_snapshot(intent);
+                continue;
+            }
+        }
         state.apply(lsn, record, false)?;
     }
     for entry in replay.records {
@@ -257,13 +272,8 @@ async fn open_store(config: &EngineConfig) -> Result<(Arc<dyn StateStore>, Optio
 }
 
 /// Refuses a log that lost records the index saw (the log already refused to cut them;
-/// this catches a log replaced from elsewhere), and re-folds into the index whatever it
-/// is behind on.
-async fn refold_index(
-    store: &Arc<dyn StateStore>,
-    log: &Log,
-    state: &EngineState,
-) -> Result<usize> {
+/// this catches a log replaced from elsewhere). Checked before replay writes to the index.
+fn check_index_behind_log(store: &Arc<dyn StateStore>, log: &Log) -> Result<()> {
     let applied = store.applied_lsn()?;
     let log_last = log.durable_lsn();
     if applied > log_last {
@@ -273,10 +283,23 @@ async fn refold_index(
              move the index directory aside to rebuild it from this log)"
         )));
     }
+    Ok(())
+}
+
+/// Refuses a log that lost records the index saw (the log already refused to cut them;
+/// this catches a log replaced from elsewhere), and re-folds into the index whatever it
+/// is behind on.
+async fn refold_index(
+    store: &Arc<dyn StateStore>,
+    log: &Log,
+    state: &EngineState,
+) -> Result<usize> {
+    check_index_behind_log(store, log)?;
+    let log_last = log.durable_lsn();
     // `put` keeps a stored copy at the same or a later LSN, so writing every intent in
     // memory re-folds exactly those the index is behind on (including any written out of
     // LSN order before a crash).
-    let mut refolded = 0;
+    let mut refolded = state.refolded_from_checkpoint;
     for intent in state.folded.intents.values() {
         if store.put(intent, intent.last_lsn)? {
             refolded += 1;

@@ -130,8 +130,11 @@ impl Engine {
         intents
     }
 
-    /// How many intents in memory are in each state (live ones, and finished ones within
-    /// the key-retention window; not the index's history).
+    /// How many intents in memory are in each state: every live one (pending, sent,
+    /// ambiguous, awaiting payment, dead-lettered). Finished ones count only while still
+    /// in memory: with the index on they leave it in batches (`EngineConfig::retire_batch`)
+    /// and at each compaction, so their counts here are recent ones, not totals; with the
+    /// index off they count until compaction evicts them after the key-retention window.
     pub fn counts(&self) -> HashMap<StateName, usize> {
         let state = lock(&self.inner.state);
         let mut counts = HashMap::new();

@@ -60,6 +60,10 @@ pub const PRUNABLE_STATES: [StateName; 4] = [
     StateName::Resolved,
 ];
 
+/// sled's page cache (its default is 1 GiB, which a growing index would turn into
+/// resident memory). Dedup of retired keys reads the index, so lookups of recent keys
+/// should stay cached: 64 MiB holds the hot part of a few million intents' key entries.
+pub const INDEX_CACHE_BYTES: u64 = 64 << 20;
 /// The directory of the index under a data directory.
 pub const INDEX_DIR: &str = "index";
 /// The one sled tree the index lives in (keys are prefixed by kind).
