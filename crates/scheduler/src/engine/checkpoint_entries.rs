@@ -10,7 +10,7 @@
 //! refuses before renaming the checkpoint into place: the previous checkpoint stays in
 //! force and nothing is deleted.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use intent_log::CheckpointReader;
@@ -19,7 +19,7 @@ use super::retire::{digest, Retired};
 use super::state::is_finished;
 use crate::error::{Error, Result};
 use crate::index::StateStore;
-use crate::intent::{Intent, IntentId};
+use crate::intent::{Intent, IntentId, StateName};
 use crate::record::{Record, RECORD_KIND};
 
 /// When a finished intent may be forgotten: past the key-retention window (G4 holds
@@ -57,6 +57,8 @@ pub(super) struct CheckpointEntries {
     pub(super) kept: usize,
     /// Finished intents dropped as expired (from the index or the previous checkpoint).
     pub(super) expired: usize,
+    /// Finished intents written from the index or the previous checkpoint, by state.
+    pub(super) retained: HashMap<StateName, usize>,
 }
 
 impl CheckpointEntries {
@@ -81,6 +83,7 @@ impl CheckpointEntries {
             error: None,
             kept: head_intents,
             expired: 0,
+            retained: HashMap::new(),
         }
     }
 
@@ -104,6 +107,7 @@ impl CheckpointEntries {
                 continue;
             }
             self.kept += 1;
+            *self.retained.entry(intent.state.name()).or_insert(0) += 1;
             return Ok(Some((
                 RECORD_KIND,
                 Record::Snapshot(Box::new(intent)).encode()?,
@@ -138,6 +142,7 @@ impl CheckpointEntries {
                 continue;
             }
             self.kept += 1;
+            *self.retained.entry(intent.state.name()).or_insert(0) += 1;
             return Ok(Some((kind, body)));
         }
         Ok(None)

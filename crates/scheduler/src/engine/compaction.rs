@@ -20,7 +20,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::checkpoint_entries::{CheckpointEntries, Expiry};
 use super::retire::Retired;
@@ -28,7 +28,7 @@ use super::state::{is_finished, EngineState};
 use super::{lock, Inner};
 use crate::error::{Error, Result};
 use crate::index::StateStore;
-use crate::intent::{Intent, IntentId};
+use crate::intent::{Intent, IntentId, StateName};
 use crate::record::{Record, RECORD_KIND};
 
 /// The first retry after a failed compaction waits this long, doubling up to the cap.
@@ -177,9 +177,9 @@ impl Inner {
                 .collect();
             put_in_index(store, leaving).await?;
         }
-        let (kept, expired) = self.write_checkpoint(&captured, store.clone()).await?;
+        let (kept, expired, retained) = self.write_checkpoint(&captured, store.clone()).await?;
         let lsn = captured.lsn;
-        self.evict(&captured);
+        self.evict(&captured, retained);
         let inner = self.clone();
         let deleted_segments =
             tokio::task::spawn_blocking(move || inner.log.truncate_before(lsn + 1))
@@ -208,12 +208,13 @@ impl Inner {
     /// and with the index on the retired intents and the previous checkpoint's finished
     /// ones inside the window), durable when this returns (temporary file, fsync, rename,
     /// directory fsync). Returns (intents written, finished intents dropped as expired
-    /// that memory did not hold).
+    /// that memory did not hold, finished intents written that memory does not hold by
+    /// state).
     async fn write_checkpoint(
         self: &Arc<Inner>,
         captured: &Captured,
         store: Option<Arc<dyn StateStore>>,
-    ) -> Result<(usize, usize)> {
+    ) -> Result<(usize, usize, HashMap<StateName, usize>)> {
         let mut head = Vec::with_capacity(captured.pauses.len() + captured.keep.len());
         for (connector, until_ms) in &captured.pauses {
             let record = Record::ConnectorPaused {
@@ -249,7 +250,7 @@ impl Inner {
                 return Err(error);
             }
             outcome?;
-            Ok((entries.kept, entries.expired))
+            Ok((entries.kept, entries.expired, entries.retained))
         })
         .await
         .map_err(task_error)?
@@ -311,8 +312,16 @@ impl Inner {
 
     /// Step 5: the checkpoint is durable; the evicted intents leave memory, so do the
     /// finished ones it holds (with the index on), and the retired entries it covers.
-    fn evict(&self, captured: &Captured) {
+    fn evict(&self, captured: &Captured, mut retained: HashMap<StateName, usize>) {
         let mut state = lock(&self.state);
+        // With the index on, what this checkpoint holds of finished intents is what is
+        // retained out of memory from now on.
+        if self.config.index {
+            for intent in captured.keep.iter().filter(|i| is_finished(&i.state)) {
+                *retained.entry(intent.state.name()).or_insert(0) += 1;
+            }
+            state.retained = retained;
+        }
         for intent in &captured.evict {
             // Finished intents take no more records, so the copy is still current.
             state.forget(intent.spec.id);

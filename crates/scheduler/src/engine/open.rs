@@ -29,6 +29,9 @@ use crate::record::{Record, RECORD_KIND};
 #[derive(Clone, Debug)]
 pub struct OpenReport {
     pub log: intent_log::RecoveryReport,
+    /// Intents in memory after replay: the live ones, and the finished ones no checkpoint
+    /// holds yet (with the index on, the checkpoint's finished intents go to the index,
+    /// not memory; with it off, every finished intent inside the window is counted).
     pub intents: usize,
     /// Intents found in flight and made ambiguous (G3).
     pub recovered_in_flight: usize,
@@ -38,7 +41,8 @@ pub struct OpenReport {
     /// Where the corrupt index was moved (`<data_dir>/index.corrupt-<unix-seconds>`). It
     /// still holds the history compaction removed from the log; the rebuilt index does not.
     pub index_moved_aside: Option<PathBuf>,
-    /// Intents written to the index on open because it was behind the log.
+    /// Intents written to the index on open because it was behind the log (from the
+    /// checkpoint or the records after it).
     pub index_refolded: usize,
 }
 

@@ -130,16 +130,20 @@ impl Engine {
         intents
     }
 
-    /// How many intents in memory are in each state: every live one (pending, sent,
-    /// ambiguous, awaiting payment, dead-lettered). Finished ones count only while still
-    /// in memory: with the index on they leave it in batches (`EngineConfig::retire_batch`)
-    /// and at each compaction, so their counts here are recent ones, not totals; with the
-    /// index off they count until compaction evicts them after the key-retention window.
+    /// How many intents are in each state: every live one (pending, sent, ambiguous,
+    /// awaiting payment, dead-lettered), and the finished ones inside the key-retention
+    /// window, in memory or not (with the index on they leave memory, and a tally by
+    /// state stands for them); not the index's older history.
     pub fn counts(&self) -> HashMap<StateName, usize> {
         let state = lock(&self.inner.state);
         let mut counts = HashMap::new();
         for intent in state.folded.intents.values() {
             *counts.entry(intent.state.name()).or_insert(0) += 1;
+        }
+        for (name, count) in &state.retained {
+            if *count > 0 {
+                *counts.entry(*name).or_insert(0) += count;
+            }
         }
         counts
     }

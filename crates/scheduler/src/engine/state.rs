@@ -12,7 +12,7 @@ use super::{hold_paused_clock, lock, ConnectorSettings, Inner};
 use crate::error::{Error, Result};
 use crate::guards::Window;
 use crate::index::StateStore;
-use crate::intent::{Intent, IntentId, State};
+use crate::intent::{Intent, IntentId, State, StateName};
 use crate::machine::{self, Action, Context, Event};
 use crate::policy::RetryPolicy;
 use crate::record::CheckResult;
@@ -43,6 +43,10 @@ pub(super) struct EngineState {
     pub(super) retired: Vec<super::retire::Retired>,
     /// A retirement task is running.
     pub(super) retiring: bool,
+    /// Finished intents inside the window that are not in memory (retired, or held by
+    /// the checkpoint), by state: `counts` adds them, so it still counts every intent
+    /// inside the key-retention window, as when they all stayed in memory.
+    pub(super) retained: HashMap<StateName, usize>,
     /// Replay: finished intents of the checkpoint written to the index (it was behind).
     pub(super) refolded_from_checkpoint: usize,
 }
@@ -107,6 +111,7 @@ impl EngineState {
     /// memory (the index holds it, and the next checkpoint copies it from this one); only
     /// its amount counts in the spending window.
     pub(super) fn note_retired_snapshot(&mut self, intent: &Intent) {
+        *self.retained.entry(intent.state.name()).or_insert(0) += 1;
         if let Some(micros) = intent.spec.amount_micros {
             self.windows
                 .entry(intent.spec.connector.clone())

@@ -4,7 +4,11 @@
 //! prints the resident set size (VmRSS, and the peak VmHWM, from /proc/self/status) and
 //! the throughput of each window at 10k, 100k and 1M intents. Run it in release mode:
 //!
-//! `MEMORY_BENCH_INTENTS=1000000 cargo test -p scheduler --release memory_bench -- --ignored --nocapture`
+//! `MEMORY_BENCH_INTENTS=1000000 cargo test -p scheduler --release -- --exact tests::memory_bench::memory_bench --ignored --nocapture`
+//!
+//! `memory_bench_index_alone` puts N intents straight into the sled index (with
+//! `MEMORY_BENCH_FLUSH` set, a flush every 10,000) and prints its resident set: sled's own
+//! share, which decided `index::INDEX_CACHE_BYTES` and the flush after each retirement.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -121,9 +125,10 @@ async fn memory_bench() {
         let (rss, peak) = rss_kib();
         let rate = (mark - window_from) as f64 / seconds.max(1e-9);
         println!(
-            "{mark:>10} {:>9} {:>9} {seconds:>10.1} {rate:>12.0}",
+            "{mark:>10} {:>9} {:>9} {seconds:>10.1} {rate:>12.0} {:>10}",
             rss / 1024,
-            peak / 1024
+            peak / 1024,
+            engine.intents_in_memory()
         );
         (window_start, window_from) = (Instant::now(), mark);
     }
@@ -151,4 +156,45 @@ async fn submit_and_wait(engine: &Engine, number: usize) {
         .unwrap();
     let intent = engine.wait(submitted.intent.spec.id, WAIT).await.unwrap();
     assert!(intent.state.name().is_terminal(), "{intent:?}");
+}
+
+/// The index alone: RSS while N intents of about the bench's size are put into sled, to
+/// tell sled's share of the resident set from the engine's.
+#[test]
+#[ignore = "a measurement: run it on its own (see the module doc)"]
+fn memory_bench_index_alone() {
+    use crate::index::{SledStore, StateStore};
+    use crate::intent::{Intent, IntentId, IntentSpec};
+    let total: u64 = std::env::var("MEMORY_BENCH_INTENTS")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(100_000);
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap_or_else(|_| panic!("open"));
+    for number in 0..total {
+        let spec = IntentSpec {
+            id: IntentId((u128::from(number) * 0x9e37_79b9_7f4a_7c15).to_be_bytes()),
+            connector: "instant".into(),
+            operation: "pay".into(),
+            params_json: format!(r#"{{"amount":"1.00","n":{number}}}"#),
+            idempotency_key: format!("bench-{number}"),
+            payload_sha256: [7; 32],
+            amount_micros: None,
+            submitted_at_ms: 1_700_000_000_000 + number,
+        };
+        let intent = Intent::new(spec, number + 1);
+        store.put(&intent, number + 1).unwrap();
+        if std::env::var("MEMORY_BENCH_FLUSH").is_ok() && (number + 1) % 10_000 == 0 {
+            store.flush().unwrap();
+        }
+        if (number + 1) % (total / 5).max(1) == 0 {
+            let (rss, peak) = rss_kib();
+            println!(
+                "index alone: {:>8} intents  RSS {:>5} MB  peak {:>5} MB",
+                number + 1,
+                rss / 1024,
+                peak / 1024
+            );
+        }
+    }
 }

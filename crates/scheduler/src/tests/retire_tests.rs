@@ -59,7 +59,14 @@ async fn run(engine: &Engine, numbers: std::ops::Range<usize>) -> Vec<(usize, In
 }
 
 fn in_memory(engine: &Engine) -> usize {
-    engine.counts().values().sum()
+    engine.intents_in_memory()
+}
+
+/// `counts` still counts every finished intent inside the window, in memory or not.
+fn succeeded(engine: &Engine) -> usize {
+    let counts = engine.counts();
+    assert_eq!(counts.len(), 1, "{counts:?}");
+    counts.get(&StateName::Succeeded).copied().unwrap_or(0)
 }
 
 /// Every key of `done` is deduplicated: the same payload returns the same finished
@@ -94,6 +101,7 @@ async fn finished_intents_leave_memory_and_their_keys_stay_deduplicated() {
     let mut done = run(&engine, 0..6).await;
     engine.retire_finished().await.unwrap();
     assert_eq!(in_memory(&engine), 0, "finished intents left memory");
+    assert_eq!(succeeded(&engine), 6);
     check_deduplicated(&engine, &done, "retired").await;
 
     let report = engine.compact().await.unwrap();
@@ -107,6 +115,7 @@ async fn finished_intents_leave_memory_and_their_keys_stay_deduplicated() {
     assert_eq!(report.kept, 10, "{report:?}");
     assert!(report.retired <= 1, "{report:?}");
     assert_eq!(in_memory(&engine), 0);
+    assert_eq!(succeeded(&engine), 10);
     check_deduplicated(&engine, &done, "after compaction").await;
     engine.shutdown().await;
 
