@@ -20,10 +20,15 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use std::collections::{HashMap, HashSet};
+
+use super::checkpoint_entries::{CheckpointEntries, Expiry};
+use super::retire::Retired;
+use super::state::{is_finished, EngineState};
 use super::{lock, Inner};
 use crate::error::{Error, Result};
 use crate::index::StateStore;
-use crate::intent::{Intent, State};
+use crate::intent::{Intent, IntentId, StateName};
 use crate::record::{Record, RECORD_KIND};
 
 /// The first retry after a failed compaction waits this long, doubling up to the cap.
@@ -52,8 +57,12 @@ pub struct CompactionReport {
     pub checkpoint_lsn: u64,
     /// Intents written into the checkpoint.
     pub kept: usize,
-    /// Finished intents that left memory (still in the index, when it is on).
+    /// Finished intents past the key-retention (and guard) window that the checkpoint
+    /// left out (still in the index, when it is on, until history retention).
     pub evicted: usize,
+    /// Finished intents inside the window that left memory because the checkpoint now
+    /// holds them (index on; the index answers for them).
+    pub retired: usize,
     pub deleted_segments: usize,
     /// History the index dropped (older than the history retention).
     pub pruned: usize,
@@ -61,16 +70,25 @@ pub struct CompactionReport {
 
 struct Captured {
     lsn: u64,
+    /// Intents written into the checkpoint from memory.
     keep: Vec<Intent>,
+    /// Finished intents in `keep` that leave memory once the checkpoint holds them (the
+    /// index on).
+    retire: Vec<IntentId>,
+    /// Finished intents past the window: in the index, then out of memory and the log.
     evict: Vec<Intent>,
+    /// Intents retired since the last checkpoint (in the index, not in memory).
+    retired: Vec<Retired>,
     pauses: Vec<(String, u64)>,
+    expiry: Expiry,
 }
 
-/// Step 3: the evicted intents' history is in the index (flushed) before the log
-/// forgets it.
-async fn put_in_index(store: Arc<dyn StateStore>, evicted: Vec<Intent>) -> Result<()> {
+/// Step 3: the intents that leave memory are in the index (flushed) before the log
+/// forgets them (the evicted ones' history lives there; the retired ones are looked up
+/// there).
+async fn put_in_index(store: Arc<dyn StateStore>, intents: Vec<Intent>) -> Result<()> {
     tokio::task::spawn_blocking(move || -> Result<()> {
-        store.put_many(&evicted)?;
+        store.put_many(&intents)?;
         store.flush()
     })
     .await
@@ -135,17 +153,31 @@ impl Inner {
                 checkpoint_lsn: current.lsn,
                 kept: 0,
                 evicted: 0,
+                retired: 0,
                 deleted_segments,
                 pruned: 0,
             });
         }
         let store = self.store();
-        if let Some(store) = store.clone() {
-            put_in_index(store, captured.evict.clone()).await?;
+        if self.config.index && store.is_none() {
+            // The retired intents and the previous checkpoint's finished ones are copied
+            // through the index: without it this checkpoint would forget their keys.
+            return Err(Error::Index(
+                "the index is closed (shut down or killed): not compacting".into(),
+            ));
         }
-        self.write_checkpoint(&captured).await?;
+        if let Some(store) = store.clone() {
+            let leaving: Vec<Intent> = captured
+                .evict
+                .iter()
+                .chain(captured.keep.iter().filter(|i| is_finished(&i.state)))
+                .cloned()
+                .collect();
+            put_in_index(store, leaving).await?;
+        }
+        let (kept, expired, retained) = self.write_checkpoint(&captured, store.clone()).await?;
         let lsn = captured.lsn;
-        self.evict(&captured.evict);
+        self.evict(&captured, retained);
         let inner = self.clone();
         let deleted_segments =
             tokio::task::spawn_blocking(move || inner.log.truncate_before(lsn + 1))
@@ -162,36 +194,64 @@ impl Inner {
         };
         Ok(CompactionReport {
             checkpoint_lsn: lsn,
-            kept: captured.keep.len(),
-            evicted: captured.evict.len(),
+            kept,
+            evicted: captured.evict.len() + expired,
+            retired: captured.retire.len(),
             deleted_segments,
             pruned,
         })
     }
 
-    /// Step 4: the checkpoint of what is kept (connector pauses, then intents), durable
-    /// when this returns (temp file, fsync, rename, directory fsync).
-    async fn write_checkpoint(self: &Arc<Inner>, captured: &Captured) -> Result<()> {
-        let mut entries = Vec::with_capacity(captured.pauses.len() + captured.keep.len());
+    /// Step 4: the checkpoint of what is kept (connector pauses, the intents in memory,
+    /// and with the index on the retired intents and the previous checkpoint's finished
+    /// ones inside the window), durable when this returns (temporary file, fsync, rename,
+    /// directory fsync). Returns (intents written, finished intents dropped as expired
+    /// that memory did not hold, finished intents written that memory does not hold by
+    /// state).
+    async fn write_checkpoint(
+        self: &Arc<Inner>,
+        captured: &Captured,
+        store: Option<Arc<dyn StateStore>>,
+    ) -> Result<(usize, usize, HashMap<StateName, usize>)> {
+        let mut head = Vec::with_capacity(captured.pauses.len() + captured.keep.len());
         for (connector, until_ms) in &captured.pauses {
             let record = Record::ConnectorPaused {
                 connector: connector.clone(),
                 until_ms: *until_ms,
             };
-            entries.push((RECORD_KIND, record.encode()?));
+            head.push((RECORD_KIND, record.encode()?));
         }
         for intent in &captured.keep {
             let record = Record::Snapshot(Box::new(intent.clone()));
-            entries.push((RECORD_KIND, record.encode()?));
+            head.push((RECORD_KIND, record.encode()?));
         }
+        let written: HashSet<IntentId> = captured.keep.iter().map(|i| i.spec.id).collect();
+        let index = self.config.index;
+        let (retired, expiry, kept) = (
+            captured.retired.clone(),
+            captured.expiry,
+            captured.keep.len(),
+        );
         let inner = self.clone();
         let lsn = captured.lsn;
         tokio::task::spawn_blocking(move || {
-            inner.log.write_checkpoint(lsn, &mut entries.into_iter())
+            // With the index on, the previous checkpoint's finished intents are not in
+            // memory: they are copied from it.
+            let previous = match index {
+                true => inner.log.replay()?.checkpoint,
+                false => None,
+            };
+            let mut entries =
+                CheckpointEntries::new(head, kept, written, retired, store, previous, expiry);
+            let outcome = inner.log.write_checkpoint(lsn, &mut entries);
+            if let Some(error) = entries.error.take() {
+                return Err(error);
+            }
+            outcome?;
+            Ok((entries.kept, entries.expired, entries.retained))
         })
         .await
-        .map_err(task_error)??;
-        Ok(())
+        .map_err(task_error)?
     }
 
     /// Step 7: history older than the history retention leaves the index.
@@ -208,52 +268,71 @@ impl Inner {
     /// Step 2: under the append barrier, the state as of the last logged record.
     async fn capture(&self) -> Captured {
         let _exclusive = self.barrier.write().await;
-        let now = self.clock.now_ms();
-        let retention = self.config.key_retention_ms;
-        let keep_window = self.max_guard_window_ms;
+        let expiry = Expiry {
+            now_ms: self.clock.now_ms(),
+            retention_ms: self.config.key_retention_ms,
+            guard_window_ms: self.max_guard_window_ms,
+        };
         let lsn = self.log.durable_lsn();
         let state = lock(&self.state);
         let mut keep = Vec::new();
+        let mut retire = Vec::new();
         let mut evict = Vec::new();
         for intent in state.folded.intents.values() {
-            let finished = intent.state.name().is_terminal()
-                && !matches!(intent.state, State::DeadLettered { .. });
-            let expired = intent.updated_at_ms.saturating_add(retention) <= now
-                && intent.spec.submitted_at_ms.saturating_add(keep_window) <= now;
-            if finished && expired {
+            let finished = is_finished(&intent.state);
+            if finished && expiry.expired(intent) {
                 evict.push(intent.clone());
-            } else {
-                keep.push(intent.clone());
+                continue;
             }
+            if finished && self.config.index {
+                retire.push(intent.spec.id);
+            }
+            keep.push(intent.clone());
         }
         keep.sort_by_key(|intent| intent.last_lsn);
         let pauses = state
             .folded
             .paused_until_ms
             .iter()
-            .filter(|(_, until)| **until > now)
+            .filter(|(_, until)| **until > expiry.now_ms)
             .map(|(name, until)| (name.clone(), *until))
             .collect();
         Captured {
             lsn,
             keep,
+            retire,
             evict,
+            retired: state.retired.clone(),
             pauses,
+            expiry,
         }
     }
 
-    /// Step 5: the checkpoint is durable; the evicted intents leave memory.
-    fn evict(&self, evicted: &[Intent]) {
+    /// Step 5: the checkpoint is durable; the evicted intents leave memory, so do the
+    /// finished ones it holds (with the index on), and the retired entries it covers.
+    fn evict(&self, captured: &Captured, mut retained: HashMap<StateName, usize>) {
         let mut state = lock(&self.state);
-        for intent in evicted {
-            // Finished intents take no more records, so the copy is still current.
-            if state.folded.intents.remove(&intent.spec.id).is_some() {
-                state.keys.remove(&(
-                    intent.spec.connector.clone(),
-                    intent.spec.idempotency_key.clone(),
-                ));
+        // With the index on, what this checkpoint holds of finished intents is what is
+        // retained out of memory from now on.
+        if self.config.index {
+            for intent in captured.keep.iter().filter(|i| is_finished(&i.state)) {
+                *retained.entry(intent.state.name()).or_insert(0) += 1;
             }
+            state.retained = retained;
         }
+        for intent in &captured.evict {
+            // Finished intents take no more records, so the copy is still current.
+            state.forget(intent.spec.id);
+        }
+        for id in &captured.retire {
+            state.forget(*id);
+        }
+        let covered: HashSet<IntentId> = captured.retired.iter().map(|entry| entry.id).collect();
+        state.retired.retain(|entry| !covered.contains(&entry.id));
+        let EngineState {
+            finished, folded, ..
+        } = &mut *state;
+        finished.retain(|id| folded.intents.contains_key(id));
     }
 }
 
@@ -261,6 +340,8 @@ impl Inner {
 /// since the last one (what compaction keeps can itself exceed the threshold), unless one
 /// runs or a failed one is still backing off. The driver goes on driving meanwhile.
 pub(super) fn maybe_compact(inner: &Arc<Inner>, now: u64) {
+    // The driver calls this on every turn: finished intents leave memory from here too.
+    super::retire::maybe_retire(inner);
     let log_bytes = inner.log.stats().log_bytes;
     let floor = inner
         .compacted_bytes

@@ -70,6 +70,9 @@ impl ConnectorSettings {
     }
 }
 
+/// Finished intents leave memory in batches of this many by default.
+pub(super) const RETIRE_BATCH_DEFAULT: usize = 1024;
+
 /// How an engine is opened.
 #[derive(Clone)]
 pub struct EngineConfig {
@@ -96,6 +99,11 @@ pub struct EngineConfig {
     /// Keep the sled index in `<data_dir>/index/` (history beyond the key-retention
     /// window). It uses the real disk: turn it off with a simulated file system.
     pub index: bool,
+    /// With the index on, finished intents leave memory in batches of this many (0: only
+    /// at compaction): the index answers for them (lookups, and dedup of their keys, G4)
+    /// and the next checkpoint carries them (`engine/retire.rs`). With the index off they
+    /// stay in memory until compaction evicts them after the key-retention window.
+    pub retire_batch: usize,
     /// Tests on tokio's paused clock only: while the engine waits for the log's writer
     /// thread, hold the clock still (a blocking task inhibits auto-advance), so simulated
     /// time does not race ahead of real I/O.
@@ -115,6 +123,7 @@ impl EngineConfig {
             seed: None,
             fs: None,
             index: true,
+            retire_batch: RETIRE_BATCH_DEFAULT,
             hold_paused_clock_during_io: false,
         }
     }

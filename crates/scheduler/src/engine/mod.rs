@@ -10,7 +10,9 @@
 //! - `driver.rs`: the loop that starts due work and compaction.
 //! - `worker.rs`: one intent's steps: machine transitions interpreted (send, check, timers).
 //! - `state.rs`: memory (the fold, keys, windows, timers, waiters) and log-then-apply.
-//! - `compaction.rs`: checkpoint, evict, truncate, prune history.
+//! - `compaction.rs`: checkpoint, evict, truncate, prune history; `checkpoint_entries.rs`
+//!   streams a checkpoint's entries.
+//! - `retire.rs`: finished intents leave memory for the index (issue 11).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -24,12 +26,14 @@ use crate::clock::Clock;
 use crate::error::Result;
 use crate::index::StateStore;
 
+mod checkpoint_entries;
 mod compaction;
 mod config;
 mod driver;
 mod open;
 mod operator;
 mod queries;
+mod retire;
 mod state;
 mod submit;
 mod worker;

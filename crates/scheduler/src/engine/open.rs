@@ -12,7 +12,7 @@ use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use tokio::sync::Notify;
 
-use super::state::EngineState;
+use super::state::{is_finished, EngineState};
 use super::submit::SUBMIT_LOCKS;
 use super::{
     config, drive, hold_paused_clock, lock, CompactionStatus, ConnectorEntry, ConnectorSettings,
@@ -29,6 +29,9 @@ use crate::record::{Record, RECORD_KIND};
 #[derive(Clone, Debug)]
 pub struct OpenReport {
     pub log: intent_log::RecoveryReport,
+    /// Intents in memory after replay: the live ones, and the finished ones no checkpoint
+    /// holds yet (with the index on, the checkpoint's finished intents go to the index,
+    /// not memory; with it off, every finished intent inside the window is counted).
     pub intents: usize,
     /// Intents found in flight and made ambiguous (G3).
     pub recovered_in_flight: usize,
@@ -38,7 +41,8 @@ pub struct OpenReport {
     /// Where the corrupt index was moved (`<data_dir>/index.corrupt-<unix-seconds>`). It
     /// still holds the history compaction removed from the log; the rebuilt index does not.
     pub index_moved_aside: Option<PathBuf>,
-    /// Intents written to the index on open because it was behind the log.
+    /// Intents written to the index on open because it was behind the log (from the
+    /// checkpoint or the records after it).
     pub index_refolded: usize,
 }
 
@@ -121,9 +125,13 @@ async fn open_storage(config: &EngineConfig) -> Result<Opened> {
     if let Some(torn) = &log_report.torn_tail {
         tracing::warn!(file = %torn.file.display(), offset = torn.offset, bytes = torn.bytes, "recovery cut a torn tail");
     }
+    if let Some((store, _)) = &store {
+        check_index_behind_log(store, &log)?;
+    }
     // Replay on a blocking thread: it reads the checkpoint and every segment after it.
+    let replay_store = store.as_ref().map(|(store, _)| store.clone());
     let (log, state) = tokio::task::spawn_blocking(move || {
-        let state = replay(&log)?;
+        let state = replay(&log, replay_store.as_ref())?;
         Ok::<_, Error>((log, state))
     })
     .await
@@ -208,8 +216,10 @@ async fn recover_in_flight(inner: &Inner) -> Result<usize> {
 }
 
 /// Replay: the newest checkpoint, then every record after it, through the same fold as
-/// live operation. Blocking I/O.
-fn replay(log: &Log) -> Result<EngineState> {
+/// live operation. With the index on (`store`), the checkpoint's finished intents do not
+/// enter memory: each is written to the index if it is behind (so dedup of its key, G4,
+/// and lookups find it there), and its amount counts in the spending window. Blocking I/O.
+fn replay(log: &Log, store: Option<&Arc<dyn StateStore>>) -> Result<EngineState> {
     let mut state = EngineState::default();
     let replay = log.replay()?;
     let checkpoint_lsn = replay.checkpoint.as_ref().map(|reader| reader.info().lsn);
@@ -227,6 +237,15 @@ fn replay(log: &Log) -> Result<EngineState> {
             Record::Snapshot(intent) => intent.last_lsn,
             _ => checkpoint_lsn.unwrap_or(0),
         };
+        if let (Record::Snapshot(intent), Some(store)) = (&record, store) {
+            if is_finished(&intent.state) && !state.folded.intents.contains_key(&intent.spec.id) {
+                if store.put(intent, intent.last_lsn)? {
+                    state.refolded_from_checkpoint += 1;
+                }
+                state.note_retired_snapshot(intent);
+                continue;
+            }
+        }
         state.apply(lsn, record, false)?;
     }
     for entry in replay.records {
@@ -260,13 +279,8 @@ async fn open_store(config: &EngineConfig) -> Result<(Arc<dyn StateStore>, Optio
 const REFOLD_CHUNK: usize = 4096;
 
 /// Refuses a log that lost records the index saw (the log already refused to cut them;
-/// this catches a log replaced from elsewhere), and re-folds into the index whatever it
-/// is behind on.
-async fn refold_index(
-    store: &Arc<dyn StateStore>,
-    log: &Log,
-    state: &EngineState,
-) -> Result<usize> {
+/// this catches a log replaced from elsewhere). Checked before replay writes to the index.
+fn check_index_behind_log(store: &Arc<dyn StateStore>, log: &Log) -> Result<()> {
     let applied = store.applied_lsn()?;
     let log_last = log.durable_lsn();
     if applied > log_last {
@@ -276,11 +290,24 @@ async fn refold_index(
              move the index directory aside to rebuild it from this log)"
         )));
     }
+    Ok(())
+}
+
+/// Refuses a log that lost records the index saw (the log already refused to cut them;
+/// this catches a log replaced from elsewhere), and re-folds into the index whatever it
+/// is behind on.
+async fn refold_index(
+    store: &Arc<dyn StateStore>,
+    log: &Log,
+    state: &EngineState,
+) -> Result<usize> {
+    check_index_behind_log(store, log)?;
+    let log_last = log.durable_lsn();
     // `put` keeps a stored copy at the same or a later LSN, so writing every intent in
     // memory re-folds exactly those the index is behind on (including any written out of
     // LSN order before a crash).
     let intents: Vec<_> = state.folded.intents.values().cloned().collect();
-    let mut refolded = 0;
+    let mut refolded = state.refolded_from_checkpoint;
     for chunk in intents.chunks(REFOLD_CHUNK) {
         refolded += store.put_many(chunk)?;
     }

@@ -130,13 +130,20 @@ impl Engine {
         intents
     }
 
-    /// How many intents in memory are in each state (live ones, and finished ones within
-    /// the key-retention window; not the index's history).
+    /// How many intents are in each state: every live one (pending, sent, ambiguous,
+    /// awaiting payment, dead-lettered), and the finished ones inside the key-retention
+    /// window, in memory or not (with the index on they leave memory, and a tally by
+    /// state stands for them); not the index's older history.
     pub fn counts(&self) -> HashMap<StateName, usize> {
         let state = lock(&self.inner.state);
         let mut counts = HashMap::new();
         for intent in state.folded.intents.values() {
             *counts.entry(intent.state.name()).or_insert(0) += 1;
+        }
+        for (name, count) in &state.retained {
+            if *count > 0 {
+                *counts.entry(*name).or_insert(0) += count;
+            }
         }
         counts
     }

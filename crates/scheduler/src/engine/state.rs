@@ -14,7 +14,7 @@ use super::{hold_paused_clock, lock, ConnectorSettings, Inner};
 use crate::error::{Error, Result};
 use crate::guards::Window;
 use crate::index::StateStore;
-use crate::intent::{Intent, IntentId, State};
+use crate::intent::{Intent, IntentId, State, StateName};
 use crate::machine::{self, Action, Context, Event};
 use crate::policy::RetryPolicy;
 use crate::record::CheckResult;
@@ -36,6 +36,27 @@ pub(super) struct EngineState {
     pub(super) worker_starts: u64,
     /// Intents already reported as waiting for a connector that is not registered.
     pub(super) unregistered_reported: HashSet<IntentId>,
+    /// Intents that finished while in memory (may name some that left since): with the
+    /// index on, they are retired from memory in batches (`engine/retire.rs`).
+    pub(super) finished: Vec<IntentId>,
+    /// Intents retired from memory since the last checkpoint: in the index (and the log
+    /// segments), not yet in a checkpoint. The next compaction reads them back from the
+    /// index, checked against these digests, into its checkpoint.
+    pub(super) retired: Vec<super::retire::Retired>,
+    /// A retirement task is running.
+    pub(super) retiring: bool,
+    /// Finished intents inside the window that are not in memory (retired, or held by
+    /// the checkpoint), by state: `counts` adds them, so it still counts every intent
+    /// inside the key-retention window, as when they all stayed in memory.
+    pub(super) retained: HashMap<StateName, usize>,
+    /// Replay: finished intents of the checkpoint written to the index (it was behind).
+    pub(super) refolded_from_checkpoint: usize,
+}
+
+/// Finished for good: terminal and not a dead letter (which waits for an operator). Such
+/// an intent takes no more records.
+pub(super) fn is_finished(state: &State) -> bool {
+    state.name().is_terminal() && !matches!(state, State::DeadLettered { .. })
 }
 
 impl EngineState {
@@ -55,7 +76,21 @@ impl EngineState {
             }
             _ => None,
         };
+        let transition = !matches!(
+            record,
+            Record::Submitted(_) | Record::ConnectorPaused { .. }
+        );
         let id = apply(&mut self.folded, lsn, record).map_err(|error| Error::Replay(error.0))?;
+        if let (Some(id), true) = (id, transition) {
+            if self
+                .folded
+                .intents
+                .get(&id)
+                .is_some_and(|intent| is_finished(&intent.state))
+            {
+                self.finished.push(id);
+            }
+        }
         if let Some(spec) = submitted {
             self.keys.insert(
                 (spec.connector.clone(), spec.idempotency_key.clone()),
@@ -72,6 +107,32 @@ impl EngineState {
             }
         }
         Ok(id)
+    }
+
+    /// Replay with the index on: a finished intent from the checkpoint stays out of
+    /// memory (the index holds it, and the next checkpoint copies it from this one); only
+    /// its amount counts in the spending window.
+    pub(super) fn note_retired_snapshot(&mut self, intent: &Intent) {
+        *self.retained.entry(intent.state.name()).or_insert(0) += 1;
+        if let Some(micros) = intent.spec.amount_micros {
+            self.windows
+                .entry(intent.spec.connector.clone())
+                .or_default()
+                .record(intent.spec.submitted_at_ms, micros);
+        }
+    }
+
+    /// Removes a finished intent from memory, and its key if the key still names it.
+    pub(super) fn forget(&mut self, id: IntentId) -> Option<Intent> {
+        let intent = self.folded.intents.remove(&id)?;
+        let key = (
+            intent.spec.connector.clone(),
+            intent.spec.idempotency_key.clone(),
+        );
+        if self.keys.get(&key) == Some(&id) {
+            self.keys.remove(&key);
+        }
+        Some(intent)
     }
 }
 

@@ -114,17 +114,31 @@ impl Engine {
         checked: &CheckedRequest,
         now: u64,
     ) -> Result<Admission> {
-        let mut state = lock(&self.inner.state);
         let map_key = (checked.connector.clone(), checked.key.clone());
-        if let Some(id) = state.keys.get(&map_key).copied() {
-            if let Some(existing) = state.folded.intents.get(&id) {
-                if existing.spec.payload_sha256 == checked.payload {
-                    return Ok(Admission::Existing(Box::new(existing.clone())));
-                }
-                let key = checked.key.clone();
-                return Err(Error::IdempotencyConflict { key, existing: id });
+        let in_memory = {
+            let state = lock(&self.inner.state);
+            state
+                .keys
+                .get(&map_key)
+                .and_then(|id| state.folded.intents.get(id))
+                .map(|existing| Box::new(existing.clone()))
+        };
+        // Not in memory: a finished intent retired to the index may hold the key. The
+        // key's lock is held, so nothing enters memory with it meanwhile, and an intent
+        // is in the index before it leaves memory, so one of the two looks finds it.
+        let existing = match in_memory {
+            Some(existing) => Some(existing),
+            None => self.retired_with_key(checked, now)?,
+        };
+        if let Some(existing) = existing {
+            if existing.spec.payload_sha256 == checked.payload {
+                return Ok(Admission::Existing(existing));
             }
+            let key = checked.key.clone();
+            let id = existing.spec.id;
+            return Err(Error::IdempotencyConflict { key, existing: id });
         }
+        let mut state = lock(&self.inner.state);
         let reserved_micros = match (&settings.guard, checked.amount_micros) {
             (Some(guard), Some(micros)) => {
                 let window = state.windows.entry(checked.connector.clone()).or_default();
@@ -137,6 +151,29 @@ impl Engine {
             _ => None,
         };
         Ok(Admission::New { reserved_micros })
+    }
+
+    /// The finished intent the index holds with this key, while inside the key-retention
+    /// window (G4 holds within it; past it the key makes a new intent, as it would once
+    /// compaction forgot it). A failed lookup refuses the submit: without it, nothing
+    /// proves the key is new.
+    fn retired_with_key(&self, checked: &CheckedRequest, now: u64) -> Result<Option<Box<Intent>>> {
+        let inner = &self.inner;
+        let Some(store) = inner.store() else {
+            return Ok(None);
+        };
+        let found = store
+            .get_by_key(&checked.connector, &checked.key)
+            .map_err(|error| {
+                tracing::error!(connector = %checked.connector, %error, "the index could not be read to deduplicate a key: submit refused");
+                error
+            })?;
+        let expiry = super::checkpoint_entries::Expiry {
+            now_ms: now,
+            retention_ms: inner.config.key_retention_ms,
+            guard_window_ms: inner.max_guard_window_ms,
+        };
+        Ok(found.filter(|intent| !expiry.expired(intent)).map(Box::new))
     }
 
     /// Logs the machine's `Submitted` record (durable when this returns: G1) and either

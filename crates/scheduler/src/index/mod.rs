@@ -73,6 +73,13 @@ pub const PRUNABLE_STATES: [StateName; 4] = [
     StateName::Resolved,
 ];
 
+/// sled's page cache. Its default of 1 GiB turns a growing index into resident memory,
+/// and sled 0.34 holds far more than the figure it is given: with 64 MiB, an index of
+/// 320,000 intents (flushed every 10,000) held 286 MB resident and still grew ~0.9 KB per
+/// intent; with 1 MiB, 200,000 held 58 MB, growing ~0.05 KB per intent
+/// (`tests/memory_bench.rs`, `memory_bench_index_alone`). 8 MiB keeps the hot pages of
+/// recent keys (dedup reads them) without growing with the index.
+pub const INDEX_CACHE_BYTES: u64 = 8 << 20;
 /// The directory of the index under a data directory.
 pub const INDEX_DIR: &str = "index";
 /// The one sled tree the index lives in (keys are prefixed by kind).

@@ -64,6 +64,7 @@ impl SledStore {
         remove_unfinished_snapshots(dir)?;
         let db = sled::Config::new()
             .path(dir)
+            .cache_capacity(INDEX_CACHE_BYTES)
             .open()
             .map_err(|error| classify_open_error(&error))?;
         let tree = db

@@ -98,7 +98,9 @@ async fn restart_after_compaction_with_an_intent_straddling_the_kept_segment() {
 
     let (engine, opened) = Engine::open(config(), connectors()).await.unwrap();
     assert!(opened.log.checkpoint.is_some());
-    assert_eq!(opened.intents, 41);
+    // With the index on, finished intents replay into the index, not memory (issue 11);
+    // `get` finds them there.
+    assert_eq!(opened.intents, 0);
     assert_eq!(engine.get(a).unwrap().state.name(), StateName::Succeeded);
     for id in &others {
         assert_eq!(engine.get(*id).unwrap().state.name(), StateName::Succeeded);

@@ -11,6 +11,8 @@ mod index_tests;
 mod key_lifetime;
 mod machine_actions;
 mod machine_props;
+mod memory_bench;
+mod retire_tests;
 mod scripted;
 mod sim_provider;
 mod simulation;

@@ -1,0 +1,184 @@
+//! The entries of a new checkpoint, produced lazily so that finished intents are never
+//! all in memory at once (issue 11): connector pauses and the intents in memory, then the
+//! intents retired since the last checkpoint read back from the index (each checked
+//! against the digest memory took), then the finished intents of the previous checkpoint
+//! still inside the retention window, copied as they are.
+//!
+//! `Log::write_checkpoint` takes an infallible iterator; a failure here (an entry that
+//! does not decode, a retired intent missing from the index or changed) is kept in
+//! `error` and ends the iteration with an entry of the reserved kind 0, which the log
+//! refuses before renaming the checkpoint into place: the previous checkpoint stays in
+//! force and nothing is deleted.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use intent_log::CheckpointReader;
+
+use super::retire::{digest, Retired};
+use super::state::is_finished;
+use crate::error::{Error, Result};
+use crate::index::StateStore;
+use crate::intent::{Intent, IntentId, StateName};
+use crate::record::{Record, RECORD_KIND};
+
+/// When a finished intent may be forgotten: past the key-retention window (G4 holds
+/// within it) and past the longest spending-guard window.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Expiry {
+    pub(super) now_ms: u64,
+    pub(super) retention_ms: u64,
+    pub(super) guard_window_ms: u64,
+}
+
+impl Expiry {
+    pub(super) fn expired(&self, intent: &Intent) -> bool {
+        intent.updated_at_ms.saturating_add(self.retention_ms) <= self.now_ms
+            && intent
+                .spec
+                .submitted_at_ms
+                .saturating_add(self.guard_window_ms)
+                <= self.now_ms
+    }
+}
+
+/// The lazily produced entries of one checkpoint.
+pub(super) struct CheckpointEntries {
+    /// Pauses and the intents in memory, already encoded.
+    head: std::vec::IntoIter<(u8, Vec<u8>)>,
+    store: Option<Arc<dyn StateStore>>,
+    retired: std::vec::IntoIter<Retired>,
+    previous: Option<CheckpointReader>,
+    /// Intents written from memory or from `retired`: not copied again from `previous`.
+    written: HashSet<IntentId>,
+    expiry: Expiry,
+    pub(super) error: Option<Error>,
+    /// Intents written (from every source).
+    pub(super) kept: usize,
+    /// Finished intents dropped as expired (from the index or the previous checkpoint).
+    pub(super) expired: usize,
+    /// Finished intents written from the index or the previous checkpoint, by state.
+    pub(super) retained: HashMap<StateName, usize>,
+}
+
+impl CheckpointEntries {
+    pub(super) fn new(
+        head: Vec<(u8, Vec<u8>)>,
+        head_intents: usize,
+        written: HashSet<IntentId>,
+        retired: Vec<Retired>,
+        store: Option<Arc<dyn StateStore>>,
+        previous: Option<CheckpointReader>,
+        expiry: Expiry,
+    ) -> CheckpointEntries {
+        let mut written = written;
+        written.extend(retired.iter().map(|entry| entry.id));
+        CheckpointEntries {
+            head: head.into_iter(),
+            store,
+            retired: retired.into_iter(),
+            previous,
+            written,
+            expiry,
+            error: None,
+            kept: head_intents,
+            expired: 0,
+            retained: HashMap::new(),
+        }
+    }
+
+    /// The next retired intent inside the window, read back from the index.
+    fn next_retired(&mut self) -> Result<Option<(u8, Vec<u8>)>> {
+        let Some(store) = self.store.clone() else {
+            return match self.retired.next() {
+                Some(entry) => Err(missing(entry, "the index is closed")),
+                None => Ok(None),
+            };
+        };
+        for entry in self.retired.by_ref() {
+            let intent = store
+                .get(entry.id)?
+                .ok_or_else(|| missing(entry, "the index does not hold it"))?;
+            if intent.last_lsn != entry.last_lsn || digest(&intent)? != entry.digest {
+                return Err(missing(entry, "the index holds another copy"));
+            }
+            if self.expiry.expired(&intent) {
+                self.expired += 1;
+                continue;
+            }
+            self.kept += 1;
+            *self.retained.entry(intent.state.name()).or_insert(0) += 1;
+            return Ok(Some((
+                RECORD_KIND,
+                Record::Snapshot(Box::new(intent)).encode()?,
+            )));
+        }
+        Ok(None)
+    }
+
+    /// The next finished intent of the previous checkpoint inside the window, as it is.
+    fn next_previous(&mut self) -> Result<Option<(u8, Vec<u8>)>> {
+        let Some(reader) = self.previous.as_mut() else {
+            return Ok(None);
+        };
+        for entry in reader.by_ref() {
+            let (kind, body) = entry?;
+            if kind != RECORD_KIND {
+                return Err(Error::Replay(format!(
+                    "previous checkpoint: unknown entry kind {kind}"
+                )));
+            }
+            let record = Record::decode(&body)
+                .map_err(|error| Error::Replay(format!("previous checkpoint entry: {error}")))?;
+            // Pauses and live intents are in memory: written from there.
+            let Record::Snapshot(intent) = record else {
+                continue;
+            };
+            if !is_finished(&intent.state) || self.written.contains(&intent.spec.id) {
+                continue;
+            }
+            if self.expiry.expired(&intent) {
+                self.expired += 1;
+                continue;
+            }
+            self.kept += 1;
+            *self.retained.entry(intent.state.name()).or_insert(0) += 1;
+            return Ok(Some((kind, body)));
+        }
+        Ok(None)
+    }
+}
+
+fn missing(entry: Retired, why: &str) -> Error {
+    Error::Index(format!(
+        "intent {} left memory for the index but {why}: not compacting (its records stay in \
+         the log; a restart folds it back)",
+        entry.id
+    ))
+}
+
+impl Iterator for CheckpointEntries {
+    type Item = (u8, Vec<u8>);
+
+    fn next(&mut self) -> Option<(u8, Vec<u8>)> {
+        if self.error.is_some() {
+            return None;
+        }
+        if let Some(entry) = self.head.next() {
+            return Some(entry);
+        }
+        let next = match self.next_retired() {
+            Ok(None) => self.next_previous(),
+            other => other,
+        };
+        match next {
+            Ok(entry) => entry,
+            Err(error) => {
+                self.error = Some(error);
+                // Kind 0 is reserved: the log refuses it before the checkpoint is renamed
+                // into place.
+                Some((0, Vec::new()))
+            }
+        }
+    }
+}

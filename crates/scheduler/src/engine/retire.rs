@@ -1,0 +1,172 @@
+//! Retirement: with the index on, finished intents leave memory soon after they finish,
+//! so memory holds live intents, not the whole key-retention window (issue 11).
+//!
+//! A finished intent (Succeeded, Reconciled, Failed, Resolved) takes no more records. A
+//! batch of them is written to the index (`StateStore::put`), and only then removed from
+//! memory; what stays is a [`Retired`] entry (id, LSN, digest: 32 bytes) until the next
+//! checkpoint holds the intent. From then on:
+//!
+//! - lookups (`get`, `get_by_key`, `list`, `wait`) and dedup of its key at submit (G4)
+//!   read the index;
+//! - the next compaction reads it back from the index, checks it against the digest
+//!   taken from the memory copy, and writes it into the checkpoint; a missing or changed
+//!   copy fails that compaction (nothing is deleted) — a restart re-folds it from the log;
+//! - later compactions copy it from the previous checkpoint while inside the window.
+//!
+//! The log stays the store of record: until a checkpoint holds the intent, its records are
+//! in segments no compaction deletes, and after a crash replay folds it back into memory
+//! (and the index). Retirement and compaction never overlap (`compaction_serial`).
+
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::state::is_finished;
+use super::{lock, Inner};
+use crate::error::{Error, Result};
+use crate::intent::{Intent, IntentId};
+
+/// An intent retired from memory and not yet in a checkpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Retired {
+    pub(super) id: IntentId,
+    pub(super) last_lsn: u64,
+    /// [`digest`] of the intent as memory held it.
+    pub(super) digest: u64,
+}
+
+/// A 64-bit digest of an intent's encoding (deterministic: bincode of the same value).
+pub(super) fn digest(intent: &Intent) -> Result<u64> {
+    let bytes = intent_log::codec::encode(intent)
+        .map_err(|error| Error::Replay(format!("encoding intent {}: {error}", intent.spec.id)))?;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    Ok(hasher.finish())
+}
+
+impl Inner {
+    /// Moves the finished intents in memory to the index and out of memory. Returns how
+    /// many left. A failure leaves them in memory (retried with the next batch).
+    pub(super) async fn retire(self: &Arc<Inner>) -> Result<usize> {
+        if !self.config.index {
+            return Ok(0);
+        }
+        let Some(store) = self.store() else {
+            return Ok(0);
+        };
+        let _serial = self.compaction_serial.lock().await;
+        let batch: Vec<Intent> = {
+            let mut state = lock(&self.state);
+            let ids = std::mem::take(&mut state.finished);
+            ids.iter()
+                .filter_map(|id| state.folded.intents.get(id))
+                .filter(|intent| is_finished(&intent.state))
+                .cloned()
+                .collect()
+        };
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let written = tokio::task::spawn_blocking(move || {
+            // One sled batch for all of them: a batch per intent cost sled two I/O buffer
+            // rolls each (`StateStore::put_many`).
+            store.put_many(&batch)?;
+            let mut written = Vec::with_capacity(batch.len());
+            for intent in batch {
+                let digest = digest(&intent)?;
+                written.push(Retired {
+                    id: intent.spec.id,
+                    last_lsn: intent.last_lsn,
+                    digest,
+                });
+            }
+            // Not for durability (the log holds these intents): sled keeps unflushed
+            // pages in memory, and without a flush per batch its resident set grew by
+            // ~3 KB per intent (tests/memory_bench.rs, `memory_bench_index_alone`).
+            store.flush()?;
+            Ok::<_, Error>(written)
+        })
+        .await
+        .map_err(|error| Error::Index(format!("retirement task: {error}")));
+        let written = match written.and_then(|inner| inner) {
+            Ok(written) => written,
+            Err(error) => {
+                self.requeue_finished();
+                return Err(error);
+            }
+        };
+        let mut state = lock(&self.state);
+        let mut retired = 0;
+        for entry in written {
+            // Finished intents take no records, so the copy is current; checked anyway.
+            let current = state.folded.intents.get(&entry.id).map(|i| i.last_lsn);
+            if current != Some(entry.last_lsn) {
+                continue;
+            }
+            if let Some(intent) = state.forget(entry.id) {
+                *state.retained.entry(intent.state.name()).or_insert(0) += 1;
+                state.retired.push(entry);
+                retired += 1;
+            }
+        }
+        Ok(retired)
+    }
+
+    /// After a failed retirement: every finished intent still in memory is a candidate
+    /// again.
+    fn requeue_finished(&self) {
+        let mut state = lock(&self.state);
+        let ids: Vec<IntentId> = state
+            .folded
+            .intents
+            .values()
+            .filter(|intent| is_finished(&intent.state))
+            .map(|intent| intent.spec.id)
+            .collect();
+        state.finished = ids;
+    }
+}
+
+/// Starts a retirement in the background once `retire_batch` intents finished in memory,
+/// unless one runs. Counted as a worker so `shutdown` waits for it.
+pub(super) fn maybe_retire(inner: &Arc<Inner>) {
+    let batch = inner.config.retire_batch;
+    if batch == 0 || !inner.config.index {
+        return;
+    }
+    {
+        let mut state = lock(&inner.state);
+        if state.retiring || state.finished.len() < batch {
+            return;
+        }
+        state.retiring = true;
+    }
+    let task_inner = inner.clone();
+    inner.workers.fetch_add(1, Ordering::AcqRel);
+    let handle = tokio::spawn(async move {
+        if let Err(error) = task_inner.retire().await {
+            tracing::error!(%error, "retiring finished intents to the index failed; they stay in memory and are retried");
+        }
+        lock(&task_inner.state).retiring = false;
+        if task_inner.workers.fetch_sub(1, Ordering::AcqRel) == 1 {
+            task_inner.workers_done.notify_waiters();
+        }
+    });
+    lock(&inner.worker_handles).push(handle.abort_handle());
+}
+
+impl super::Engine {
+    /// Tests: retires the finished intents in memory now, whatever the batch size.
+    #[cfg(test)]
+    pub(crate) async fn retire_finished(&self) -> Result<usize> {
+        self.inner.retire().await
+    }
+}
+
+impl super::Engine {
+    /// Tests: how many intents memory holds whole.
+    #[cfg(test)]
+    pub(crate) fn intents_in_memory(&self) -> usize {
+        lock(&self.inner.state).folded.intents.len()
+    }
+}
