@@ -7,7 +7,7 @@
 use connectors::{Outcome, StatusCheck};
 use serde_json::Value;
 
-use crate::intent::{Intent, IntentSpec, Reason, State};
+use crate::intent::{Intent, IntentId, IntentSpec, Reason, State};
 use crate::record::{AttemptOutcome, CheckResult, OperatorAction, Record};
 
 use super::{decide, Context, NotApplicable};
@@ -142,31 +142,24 @@ pub fn step(
         }
         Event::OperatorRetry => {
             let next = decide::operator_retry(intent, at_ms)?;
-            let action = OperatorAction::Retry;
-            Transition::to(
-                Record::Operator {
-                    id,
-                    at_ms,
-                    action,
-                    next: next.clone(),
-                },
-                &next,
-            )
+            operator(id, at_ms, OperatorAction::Retry, next)
         }
         Event::OperatorResolve { note, evidence } => {
             let next = decide::operator_resolve(intent, note, evidence)?;
-            let action = OperatorAction::Resolve;
-            Transition::to(
-                Record::Operator {
-                    id,
-                    at_ms,
-                    action,
-                    next: next.clone(),
-                },
-                &next,
-            )
+            operator(id, at_ms, OperatorAction::Resolve, next)
         }
     })
+}
+
+/// An operator's action on a dead letter: its record, and what the next state asks for.
+fn operator(id: IntentId, at_ms: u64, action: OperatorAction, next: State) -> Transition {
+    let record = Record::Operator {
+        id,
+        at_ms,
+        action,
+        next: next.clone(),
+    };
+    Transition::to(record, &next)
 }
 
 /// Due (the driver found the intent's own due time passed): a pending intent is sent (or, past its budget, deadline or key lifetime,
