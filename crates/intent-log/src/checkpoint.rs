@@ -9,6 +9,7 @@
 //! segments whose records are all at or below `C` may be deleted. `docs/wal-format.md`
 //! documents the bytes and what a crash at each step leaves.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -212,14 +213,16 @@ fn write_temporary(
     Ok((count, written))
 }
 
-/// A checkpoint file read into memory and verified whole; iterating yields its entries.
+/// A checkpoint verified whole when opened, then read a piece at a time: iterating yields
+/// its entries without the file ever being in memory (a checkpoint holds every finished
+/// intent inside the key-retention window, which can be gigabytes).
 pub struct CheckpointReader {
     info: CheckpointInfo,
-    bytes: Vec<u8>,
-    offset: usize,
-    end: usize,
-    sequence: u64,
-    seed: crc32fast::Hasher,
+    log_id: [u8; 16],
+    /// Opened before verification began, so the file verified is the file read, even if
+    /// it is deleted meanwhile (compaction reads the previous checkpoint while writing
+    /// the next).
+    entries: FrameStream,
 }
 
 impl std::fmt::Debug for CheckpointReader {
@@ -231,48 +234,66 @@ impl std::fmt::Debug for CheckpointReader {
 }
 
 /// Where a checkpoint stops verifying (the offset in the file), and why.
-type Damaged<T> = std::result::Result<T, (usize, String)>;
+type Damaged<T> = std::result::Result<T, (u64, String)>;
+
+/// Why reading a checkpoint stopped: damage at an offset, or the file could not be read.
+enum Fault {
+    Damaged(u64, String),
+    Io(std::io::Error),
+}
+
+impl From<(u64, String)> for Fault {
+    fn from((offset, reason): (u64, String)) -> Fault {
+        Fault::Damaged(offset, reason)
+    }
+}
+
+impl Fault {
+    fn into_error(self, path: &Path) -> Error {
+        match self {
+            Fault::Damaged(offset, reason) => Error::corruption(path, offset, reason),
+            Fault::Io(error) => Error::io("reading", path, error),
+        }
+    }
+}
 
 /// Checks the checkpoint's size, magic, header checksum, version and LSN (the one its
 /// name says); returns the log id it was written for.
-fn verify_header(bytes: &[u8], lsn: u64) -> Damaged<[u8; 16]> {
-    if bytes.len() < CHECKPOINT_HEADER_BYTES + CHECKPOINT_TRAILER_BYTES {
+fn verify_header(header: &[u8], file_len: u64, lsn: u64) -> Damaged<[u8; 16]> {
+    if file_len < (CHECKPOINT_HEADER_BYTES + CHECKPOINT_TRAILER_BYTES) as u64
+        || header.len() < CHECKPOINT_HEADER_BYTES
+    {
         return Err((
             0,
-            format!(
-                "checkpoint is {} bytes, shorter than its header and trailer",
-                bytes.len()
-            ),
+            format!("checkpoint is {file_len} bytes, shorter than its header and trailer"),
         ));
     }
-    if bytes[0..8] != CHECKPOINT_MAGIC {
+    if header[0..8] != CHECKPOINT_MAGIC {
         return Err((0, "bad checkpoint magic".to_string()));
     }
-    if crc32fast::hash(&bytes[0..60]) != u32::from_le_bytes(word(bytes, 60)) {
+    if crc32fast::hash(&header[0..60]) != u32::from_le_bytes(word(header, 60)) {
         return Err((0, "checkpoint header checksum mismatch".to_string()));
     }
-    let version = u32::from_le_bytes(word(bytes, 8));
+    let version = u32::from_le_bytes(word(header, 8));
     if version != CHECKPOINT_VERSION {
         return Err((
             8,
             format!("checkpoint version {version}, this build reads {CHECKPOINT_VERSION}"),
         ));
     }
-    let header_lsn = u64::from_le_bytes(word(bytes, 32));
+    let header_lsn = u64::from_le_bytes(word(header, 32));
     if header_lsn != lsn {
         return Err((
             32,
             format!("checkpoint header says LSN {header_lsn}, its name says {lsn}"),
         ));
     }
-    Ok(word(bytes, 16))
+    Ok(word(header, 16))
 }
 
-/// Checks the trailer (the header is verified, so the file is long enough for one);
-/// returns where the entries end and how many the trailer announces.
-fn verify_trailer(bytes: &[u8], seed: &crc32fast::Hasher) -> Damaged<(usize, u64)> {
-    let end = bytes.len() - CHECKPOINT_TRAILER_BYTES;
-    let trailer = &bytes[end..];
+/// Checks the trailer (found at `end`, where the entries stop); returns how many entries
+/// it announces.
+fn verify_trailer(trailer: &[u8], end: u64, seed: &crc32fast::Hasher) -> Damaged<u64> {
     let mut hasher = seed.clone();
     hasher.update(&trailer[0..28]);
     if trailer[0..8] != TRAILER_MAGIC
@@ -283,79 +304,207 @@ fn verify_trailer(bytes: &[u8], seed: &crc32fast::Hasher) -> Damaged<(usize, u64
     }
     let entries = u64::from_le_bytes(word(trailer, 8));
     let payload_bytes = u64::from_le_bytes(word(trailer, 16));
-    if payload_bytes != (end - CHECKPOINT_HEADER_BYTES) as u64 {
+    let held = end - CHECKPOINT_HEADER_BYTES as u64;
+    if payload_bytes != held {
         return Err((
             end,
             format!(
-                "checkpoint trailer announces {payload_bytes} bytes of entries, the file holds {}",
-                end - CHECKPOINT_HEADER_BYTES
+                "checkpoint trailer announces {payload_bytes} bytes of entries, the file holds {held}"
             ),
         ));
     }
-    Ok((end, entries))
+    Ok(entries)
 }
 
-/// Checks every entry between the header and `end`, and that there are `entries` of them.
-fn verify_entries(bytes: &[u8], end: usize, seed: &crc32fast::Hasher, entries: u64) -> Damaged<()> {
-    let mut count = 0u64;
-    let mut offset = CHECKPOINT_HEADER_BYTES;
-    while offset < end {
-        let (_, used) = decode_frame(
-            &bytes[offset..end],
-            seed,
-            count + 1,
+/// Bytes read from the file at a time.
+const READ_CHUNK_BYTES: usize = 1 << 20;
+
+/// The entries of a checkpoint file, read and checked one frame at a time between the
+/// header and `end` (where the trailer starts).
+struct FrameStream {
+    file: Box<dyn Read + Send>,
+    buffer: Vec<u8>,
+    /// How much of `buffer` is consumed.
+    start: usize,
+    /// The file offset of `buffer[start]`.
+    offset: u64,
+    end: u64,
+    /// The sequence number the next entry must carry.
+    sequence: u64,
+    seed: crc32fast::Hasher,
+}
+
+impl FrameStream {
+    /// Reads the header from `file` and checks it; the stream starts at the first entry.
+    fn open(
+        mut file: Box<dyn Read + Send>,
+        file_len: u64,
+        lsn: u64,
+    ) -> std::result::Result<(FrameStream, [u8; 16]), Fault> {
+        let mut header = [0u8; CHECKPOINT_HEADER_BYTES];
+        let read = read_full(file.as_mut(), &mut header)?;
+        let log_id = verify_header(&header[..read], file_len, lsn)?;
+        let stream = FrameStream {
+            file,
+            buffer: Vec::new(),
+            start: 0,
+            offset: CHECKPOINT_HEADER_BYTES as u64,
+            end: file_len - CHECKPOINT_TRAILER_BYTES as u64,
+            sequence: 1,
+            seed: seed(&log_id, lsn),
+        };
+        Ok((stream, log_id))
+    }
+
+    /// Makes `buffer[start..]` hold at least `need` bytes (never past `end`).
+    fn fill(&mut self, need: usize) -> std::result::Result<(), Fault> {
+        let held = self.buffer.len() - self.start;
+        if held >= need {
+            return Ok(());
+        }
+        self.buffer.drain(..self.start);
+        self.start = 0;
+        let unread = self.end - self.offset - held as u64;
+        let want = (need - held).max(READ_CHUNK_BYTES) as u64;
+        let want = want.min(unread) as usize;
+        let from = self.buffer.len();
+        self.buffer.resize(from + want, 0);
+        let read = read_full(self.file.as_mut(), &mut self.buffer[from..])?;
+        self.buffer.truncate(from + read);
+        // Only what this frame needs must be there: the bytes before a short read are
+        // still whole entries.
+        if held + read < need {
+            return Err(Fault::Damaged(
+                self.offset + (held + read) as u64,
+                "the checkpoint file ended early (it changed while being read)".to_string(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The next entry, or `None` at `end`.
+    fn next_frame(&mut self) -> std::result::Result<Option<(u8, Vec<u8>)>, Fault> {
+        if self.offset >= self.end {
+            return Ok(None);
+        }
+        let remaining = usize::try_from(self.end - self.offset).unwrap_or(usize::MAX);
+        self.fill(FRAME_HEADER_BYTES.min(remaining))?;
+        let body_len = u32::from_le_bytes(word(&self.buffer[self.start..], 0)) as usize;
+        if body_len <= CHECKPOINT_ENTRY_BYTES_MAX {
+            self.fill((FRAME_HEADER_BYTES + body_len).min(remaining))?;
+        }
+        let available = (self.buffer.len() - self.start).min(remaining);
+        let (frame, used) = decode_frame(
+            &self.buffer[self.start..self.start + available],
+            &self.seed,
+            self.sequence,
             CHECKPOINT_ENTRY_BYTES_MAX,
         )
-        .map_err(|error| (offset, error.to_string()))?;
-        offset += used;
+        .map_err(|error| Fault::Damaged(self.offset, error.to_string()))?;
+        let entry = (frame.kind, frame.body.to_vec());
+        self.start += used;
+        self.offset += used as u64;
+        self.sequence += 1;
+        Ok(Some(entry))
+    }
+
+    /// Reads the trailer that follows the entries (call once `next_frame` returned `None`).
+    fn trailer(&mut self) -> std::result::Result<[u8; CHECKPOINT_TRAILER_BYTES], Fault> {
+        let mut trailer = [0u8; CHECKPOINT_TRAILER_BYTES];
+        let read = read_full(self.file.as_mut(), &mut trailer)?;
+        if read < CHECKPOINT_TRAILER_BYTES {
+            return Err(Fault::Damaged(
+                self.end,
+                "the checkpoint file ended early (it changed while being read)".to_string(),
+            ));
+        }
+        Ok(trailer)
+    }
+}
+
+/// Reads until `buffer` is full or the file ends; returns how much was read.
+fn read_full(file: &mut (dyn Read + Send), buffer: &mut [u8]) -> std::result::Result<usize, Fault> {
+    let mut read = 0;
+    while read < buffer.len() {
+        match file.read(&mut buffer[read..]) {
+            Ok(0) => break,
+            Ok(n) => read += n,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(Fault::Io(error)),
+        }
+    }
+    Ok(read)
+}
+
+/// Checks every entry of `stream` and the trailer after them.
+fn verify_entries(stream: &mut FrameStream) -> std::result::Result<u64, Fault> {
+    let mut count = 0u64;
+    while stream.next_frame()?.is_some() {
         count += 1;
     }
+    let trailer = stream.trailer()?;
+    let entries = verify_trailer(&trailer, stream.end, &stream.seed)?;
     if count != entries {
-        return Err((
-            end,
+        return Err(Fault::Damaged(
+            stream.end,
             format!("checkpoint holds {count} entries, its trailer says {entries}"),
         ));
     }
-    Ok(())
+    Ok(entries)
 }
 
 impl CheckpointReader {
-    /// Reads and verifies the checkpoint at `path` (named for `lsn`): header, every entry
-    /// and the trailer. Any damage is corruption naming the file and offset.
+    /// Verifies the checkpoint at `path` (named for `lsn`): header, every entry and the
+    /// trailer, reading it through once a piece at a time. Any damage is corruption naming
+    /// the file and offset, and an I/O error is an I/O error; the entries are then read
+    /// again (and checked again) as the caller iterates.
     pub(crate) fn open(fs: &dyn FileSystem, path: &Path, lsn: u64) -> Result<CheckpointReader> {
-        let bytes = fs
-            .read(path)
-            .map_err(|error| Error::io("reading", path, error))?;
-        let corrupt =
-            |(offset, reason): (usize, String)| Error::corruption(path, offset as u64, reason);
-        let log_id = verify_header(&bytes, lsn).map_err(corrupt)?;
-        let seed = seed(&log_id, lsn);
-        let (end, entries) = verify_trailer(&bytes, &seed).map_err(corrupt)?;
+        let open = || {
+            fs.open_read(path)
+                .map_err(|error| Error::io("reading", path, error))
+        };
+        let failed = |fault: Fault| fault.into_error(path);
+        let (entries_file, file_len) = open()?;
+        let (verify_file, verify_len) = open()?;
+        if verify_len != file_len {
+            return Err(Error::corruption(
+                path,
+                0,
+                "the checkpoint file changed size while being opened",
+            ));
+        }
+        let (mut verifying, log_id) =
+            FrameStream::open(verify_file, file_len, lsn).map_err(failed)?;
         // Verify every entry now, so a damaged checkpoint refuses the open before anything
         // is changed or replayed.
-        verify_entries(&bytes, end, &seed, entries).map_err(corrupt)?;
+        let count = verify_entries(&mut verifying).map_err(failed)?;
+        let (entries, _) = FrameStream::open(entries_file, file_len, lsn).map_err(failed)?;
         Ok(CheckpointReader {
             info: CheckpointInfo {
                 path: path.to_path_buf(),
                 lsn,
-                entries,
-                bytes: bytes.len() as u64,
+                entries: count,
+                bytes: file_len,
             },
-            offset: CHECKPOINT_HEADER_BYTES,
-            end,
-            sequence: 1,
-            seed,
-            bytes,
+            log_id,
+            entries,
         })
     }
 
     /// The log id the checkpoint was written for.
     pub(crate) fn log_id(&self) -> [u8; 16] {
-        word(&self.bytes, 16)
+        self.log_id
     }
 
     pub fn info(&self) -> &CheckpointInfo {
         &self.info
+    }
+
+    /// Bytes the reader holds in memory (its read buffer), for the tests that show a
+    /// checkpoint is never read whole.
+    #[cfg(test)]
+    pub(crate) fn buffered_bytes(&self) -> usize {
+        self.entries.buffer.capacity()
     }
 }
 
@@ -364,29 +513,12 @@ impl Iterator for CheckpointReader {
     type Item = Result<(u8, Vec<u8>)>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.offset >= self.end {
-            return None;
-        }
-        match decode_frame(
-            &self.bytes[self.offset..self.end],
-            &self.seed,
-            self.sequence,
-            CHECKPOINT_ENTRY_BYTES_MAX,
-        ) {
-            Ok((frame, used)) => {
-                let entry = (frame.kind, frame.body.to_vec());
-                self.offset += used;
-                self.sequence += 1;
-                Some(Ok(entry))
-            }
-            Err(error) => {
-                let offset = self.offset;
-                self.offset = self.end;
-                Some(Err(Error::corruption(
-                    &self.info.path,
-                    offset as u64,
-                    error.to_string(),
-                )))
+        match self.entries.next_frame() {
+            Ok(entry) => entry.map(Ok),
+            Err(fault) => {
+                // Stop here: the rest cannot be trusted to follow on.
+                self.entries.offset = self.entries.end;
+                Some(Err(fault.into_error(&self.info.path)))
             }
         }
     }

@@ -3,7 +3,7 @@
 //! EIO/ENOSPC. [`StdFileSystem`] is the real one.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::Path;
 
 /// A file the log appends to.
@@ -26,6 +26,14 @@ pub trait FileSystem: Send + Sync + 'static {
     fn list_files(&self, dir: &Path) -> io::Result<Vec<String>>;
     /// The whole content of a file.
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// Opens a file to read it from the start, a piece at a time (a checkpoint can be
+    /// larger than memory should hold); returns it and its length. The default reads the
+    /// whole file through [`FileSystem::read`], which test file systems inherit.
+    fn open_read(&self, path: &Path) -> io::Result<(Box<dyn Read + Send>, u64)> {
+        let bytes = self.read(path)?;
+        let len = bytes.len() as u64;
+        Ok((Box::new(io::Cursor::new(bytes)), len))
+    }
     /// Creates a new file for appending; fails if it exists.
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn WritableFile>>;
     /// Opens an existing file for appending at its end.
@@ -82,6 +90,12 @@ impl FileSystem for StdFileSystem {
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         std::fs::read(path)
+    }
+
+    fn open_read(&self, path: &Path) -> io::Result<(Box<dyn Read + Send>, u64)> {
+        let file = File::open(path)?;
+        let len = file.metadata()?.len();
+        Ok((Box::new(file), len))
     }
 
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {

@@ -3,6 +3,7 @@
 
 mod basic;
 mod byte_level;
+mod checkpoint_stream;
 mod fuzz_corpus;
 mod model;
 
