@@ -28,7 +28,7 @@ fn log_with_checkpoint(dir: &std::path::Path, written: &[(u8, Vec<u8>)]) -> crat
             .expect("append");
     }
     let info = log
-        .write_checkpoint(20, &mut written.to_vec().into_iter())
+        .write_checkpoint(20, &mut written.iter().cloned())
         .expect("checkpoint");
     log.close();
     info
