@@ -16,6 +16,7 @@ use std::sync::Arc;
 use intent_log::CheckpointReader;
 
 use super::retire::{digest, Retired};
+use super::retired_keys::RetiredKeys;
 use super::state::is_finished;
 use crate::error::{Error, Result};
 use crate::index::StateStore;
@@ -59,6 +60,9 @@ pub(super) struct CheckpointEntries {
     pub(super) expired: usize,
     /// Finished intents written from the index or the previous checkpoint, by state.
     pub(super) retained: HashMap<StateName, usize>,
+    /// Their keys: the filter that replaces the engine's once this checkpoint is in
+    /// force (keys past the window leave it).
+    pub(super) keys: RetiredKeys,
 }
 
 impl CheckpointEntries {
@@ -70,6 +74,7 @@ impl CheckpointEntries {
         store: Option<Arc<dyn StateStore>>,
         previous: Option<CheckpointReader>,
         expiry: Expiry,
+        keys_expected: usize,
     ) -> CheckpointEntries {
         let mut written = written;
         written.extend(retired.iter().map(|entry| entry.id));
@@ -84,6 +89,7 @@ impl CheckpointEntries {
             kept: head_intents,
             expired: 0,
             retained: HashMap::new(),
+            keys: RetiredKeys::with_capacity(keys_expected),
         }
     }
 
@@ -108,6 +114,8 @@ impl CheckpointEntries {
             }
             self.kept += 1;
             *self.retained.entry(intent.state.name()).or_insert(0) += 1;
+            self.keys
+                .insert(&intent.spec.connector, &intent.spec.idempotency_key);
             return Ok(Some((
                 RECORD_KIND,
                 Record::Snapshot(Box::new(intent)).encode()?,
@@ -143,6 +151,8 @@ impl CheckpointEntries {
             }
             self.kept += 1;
             *self.retained.entry(intent.state.name()).or_insert(0) += 1;
+            self.keys
+                .insert(&intent.spec.connector, &intent.spec.idempotency_key);
             return Ok(Some((kind, body)));
         }
         Ok(None)

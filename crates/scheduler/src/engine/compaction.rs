@@ -24,6 +24,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::checkpoint_entries::{CheckpointEntries, Expiry};
 use super::retire::Retired;
+use super::retired_keys::RetiredKeys;
 use super::state::{is_finished, EngineState};
 use super::{lock, Inner};
 use crate::error::{Error, Result};
@@ -175,9 +176,10 @@ impl Inner {
                 .collect();
             put_in_index(store, leaving).await?;
         }
-        let (kept, expired, retained) = self.write_checkpoint(&captured, store.clone()).await?;
+        let (kept, expired, retained, keys) =
+            self.write_checkpoint(&captured, store.clone()).await?;
         let lsn = captured.lsn;
-        self.evict(&captured, retained);
+        self.evict(&captured, retained, keys);
         let inner = self.clone();
         let deleted_segments =
             tokio::task::spawn_blocking(move || inner.log.truncate_before(lsn + 1))
@@ -212,7 +214,7 @@ impl Inner {
         self: &Arc<Inner>,
         captured: &Captured,
         store: Option<Arc<dyn StateStore>>,
-    ) -> Result<(usize, usize, HashMap<StateName, usize>)> {
+    ) -> Result<(usize, usize, HashMap<StateName, usize>, RetiredKeys)> {
         let mut head = Vec::with_capacity(captured.pauses.len() + captured.keep.len());
         for (connector, until_ms) in &captured.pauses {
             let record = Record::ConnectorPaused {
@@ -232,6 +234,7 @@ impl Inner {
             captured.expiry,
             captured.keep.len(),
         );
+        let keys_expected = lock(&self.state).retired_keys.inserted();
         let inner = self.clone();
         let lsn = captured.lsn;
         tokio::task::spawn_blocking(move || {
@@ -241,14 +244,27 @@ impl Inner {
                 true => inner.log.replay()?.checkpoint,
                 false => None,
             };
-            let mut entries =
-                CheckpointEntries::new(head, kept, written, retired, store, previous, expiry);
+            let mut entries = CheckpointEntries::new(
+                head,
+                kept,
+                written,
+                retired,
+                store,
+                previous,
+                expiry,
+                keys_expected,
+            );
             let outcome = inner.log.write_checkpoint(lsn, &mut entries);
             if let Some(error) = entries.error.take() {
                 return Err(error);
             }
             outcome?;
-            Ok((entries.kept, entries.expired, entries.retained))
+            Ok((
+                entries.kept,
+                entries.expired,
+                entries.retained,
+                entries.keys,
+            ))
         })
         .await
         .map_err(task_error)?
@@ -310,7 +326,12 @@ impl Inner {
 
     /// Step 5: the checkpoint is durable; the evicted intents leave memory, so do the
     /// finished ones it holds (with the index on), and the retired entries it covers.
-    fn evict(&self, captured: &Captured, mut retained: HashMap<StateName, usize>) {
+    fn evict(
+        &self,
+        captured: &Captured,
+        mut retained: HashMap<StateName, usize>,
+        mut keys: RetiredKeys,
+    ) {
         let mut state = lock(&self.state);
         // With the index on, what this checkpoint holds of finished intents is what is
         // retained out of memory from now on.
@@ -325,7 +346,16 @@ impl Inner {
             state.forget(intent.spec.id);
         }
         for id in &captured.retire {
-            state.forget(*id);
+            if let Some(intent) = state.forget(*id) {
+                keys.insert(&intent.spec.connector, &intent.spec.idempotency_key);
+            }
+        }
+        // With the index on, the keys out of memory are now those this checkpoint holds
+        // and those just retired: the filter is rebuilt from them (under the lock the
+        // submit checks it with). Without the index nothing leaves memory but expired
+        // intents, whose keys are new again.
+        if self.config.index {
+            state.retired_keys = keys;
         }
         let covered: HashSet<IntentId> = captured.retired.iter().map(|entry| entry.id).collect();
         state.retired.retain(|entry| !covered.contains(&entry.id));

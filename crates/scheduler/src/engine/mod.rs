@@ -34,6 +34,7 @@ mod open;
 mod operator;
 mod queries;
 mod retire;
+mod retired_keys;
 mod state;
 mod submit;
 mod worker;

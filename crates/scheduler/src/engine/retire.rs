@@ -105,6 +105,11 @@ impl Inner {
             }
             if let Some(intent) = state.forget(entry.id) {
                 *state.retained.entry(intent.state.name()).or_insert(0) += 1;
+                // Under the lock that removed it from memory: a submit sees the key in
+                // one or the other.
+                state
+                    .retired_keys
+                    .insert(&intent.spec.connector, &intent.spec.idempotency_key);
                 state.retired.push(entry);
                 retired += 1;
             }
@@ -164,6 +169,12 @@ impl super::Engine {
 }
 
 impl super::Engine {
+    /// Tests: how many submits looked their key up in the index.
+    #[cfg(test)]
+    pub(crate) fn index_key_lookups(&self) -> u64 {
+        lock(&self.inner.state).index_key_lookups
+    }
+
     /// Tests: how many intents memory holds whole.
     #[cfg(test)]
     pub(crate) fn intents_in_memory(&self) -> usize {

@@ -51,6 +51,12 @@ pub(super) struct EngineState {
     pub(super) retained: HashMap<StateName, usize>,
     /// Replay: finished intents of the checkpoint written to the index (it was behind).
     pub(super) refolded_from_checkpoint: usize,
+    /// The keys of the finished intents out of memory (retired, or held by the
+    /// checkpoint): a submit looks a key up in the index only if this may hold it.
+    pub(super) retired_keys: super::retired_keys::RetiredKeys,
+    /// Submits that looked their key up in the index (it was not in memory and
+    /// `retired_keys` may hold it).
+    pub(super) index_key_lookups: u64,
 }
 
 /// Finished for good: terminal and not a dead letter (which waits for an operator). Such
@@ -114,6 +120,8 @@ impl EngineState {
     /// its amount counts in the spending window.
     pub(super) fn note_retired_snapshot(&mut self, intent: &Intent) {
         *self.retained.entry(intent.state.name()).or_insert(0) += 1;
+        self.retired_keys
+            .insert(&intent.spec.connector, &intent.spec.idempotency_key);
         if let Some(micros) = intent.spec.amount_micros {
             self.windows
                 .entry(intent.spec.connector.clone())

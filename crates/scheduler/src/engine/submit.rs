@@ -115,20 +115,29 @@ impl Engine {
         now: u64,
     ) -> Result<Admission> {
         let map_key = (checked.connector.clone(), checked.key.clone());
-        let in_memory = {
-            let state = lock(&self.inner.state);
-            state
+        let (in_memory, may_be_retired) = {
+            let mut state = lock(&self.inner.state);
+            let in_memory = state
                 .keys
                 .get(&map_key)
                 .and_then(|id| state.folded.intents.get(id))
-                .map(|existing| Box::new(existing.clone()))
+                .map(|existing| Box::new(existing.clone()));
+            let may_be_retired = in_memory.is_none()
+                && state
+                    .retired_keys
+                    .may_hold(&checked.connector, &checked.key);
+            state.index_key_lookups += u64::from(may_be_retired);
+            (in_memory, may_be_retired)
         };
         // Not in memory: a finished intent retired to the index may hold the key. The
-        // key's lock is held, so nothing enters memory with it meanwhile, and an intent
-        // is in the index before it leaves memory, so one of the two looks finds it.
-        let existing = match in_memory {
-            Some(existing) => Some(existing),
-            None => self.retired_with_key(checked, now)?,
+        // key's lock is held, so nothing enters memory with it meanwhile; an intent is
+        // in the index before it leaves memory, and its key enters `retired_keys` under
+        // the lock that removes it from memory (checked above under the same lock), so
+        // one of the two looks finds it (engine/retired_keys.rs).
+        let existing = match (in_memory, may_be_retired) {
+            (Some(existing), _) => Some(existing),
+            (None, true) => self.retired_with_key(checked, now)?,
+            (None, false) => None,
         };
         if let Some(existing) = existing {
             if existing.spec.payload_sha256 == checked.payload {

@@ -202,3 +202,81 @@ async fn a_crash_at_every_step_of_compaction_keeps_every_key() {
         engine.shutdown().await;
     }
 }
+
+/// A new key is answered from memory (the filter of retired keys says "absent"); a
+/// retired key is looked up in the index (the filter never says "absent" for it), after
+/// retirement, after a compaction rebuilt the filter, and after a restart rebuilt it from
+/// the checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_keys_that_may_be_retired_are_looked_up_in_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _) = open(dir.path(), None).await.unwrap();
+    let mut done = run(&engine, 0..8).await;
+    // In memory still: no lookup.
+    assert_eq!(engine.index_key_lookups(), 0);
+    engine.retire_finished().await.unwrap();
+    assert_eq!(in_memory(&engine), 0);
+    check_deduplicated(&engine, &done, "retired").await;
+    // Each retired key was submitted twice (same payload, another payload): each looked up.
+    assert_eq!(engine.index_key_lookups(), 16);
+    let fresh = run(&engine, 100..140).await;
+    let false_positives = engine.index_key_lookups() - 16;
+    assert!(
+        false_positives <= 2,
+        "{false_positives} of 40 new keys were looked up"
+    );
+    done.extend(fresh);
+    engine.retire_finished().await.unwrap();
+    engine.compact().await.unwrap();
+    let before = engine.index_key_lookups();
+    check_deduplicated(&engine, &done, "after compaction rebuilt the filter").await;
+    assert_eq!(engine.index_key_lookups() - before, 2 * done.len() as u64);
+    engine.shutdown().await;
+
+    let (engine, _) = open(dir.path(), None).await.unwrap();
+    assert_eq!(engine.index_key_lookups(), 0);
+    check_deduplicated(&engine, &done, "after a restart rebuilt the filter").await;
+    assert_eq!(engine.index_key_lookups(), 2 * done.len() as u64);
+    let before = engine.index_key_lookups();
+    run(&engine, 200..240).await;
+    let false_positives = engine.index_key_lookups() - before;
+    assert!(
+        false_positives <= 2,
+        "{false_positives} of 40 new keys were looked up"
+    );
+    engine.shutdown().await;
+}
+
+/// Keys past the retention window leave the filter when compaction rebuilds it: they are
+/// new again (as the index lookup said already), and no longer cost a lookup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_drops_expired_keys_from_the_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path(), None);
+    config.key_retention_ms = 1;
+    let mut settings = ConnectorSettings::new(Arc::new(SimProvider::new(11, 0)));
+    settings.key_lifetime = Some(Duration::from_millis(1));
+    let (engine, _) = Engine::open(config, vec![settings]).await.unwrap();
+    run(&engine, 0..5).await;
+    engine.retire_finished().await.unwrap();
+    assert_eq!(in_memory(&engine), 0);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    // Expired but still in the filter: looked up, found expired, made anew.
+    let again = engine.submit(request(0, "1.00")).await.unwrap();
+    assert!(again.created, "an expired key makes a new intent");
+    assert_eq!(engine.index_key_lookups(), 1);
+    engine.wait(again.intent.spec.id, WAIT).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let report = engine.compact().await.unwrap();
+    assert_eq!(report.kept, 0, "{report:?}");
+    for number in 1..5 {
+        let again = engine.submit(request(number, "1.00")).await.unwrap();
+        assert!(again.created, "key-{number} expired");
+    }
+    assert_eq!(
+        engine.index_key_lookups(),
+        1,
+        "the rebuilt filter no longer holds expired keys"
+    );
+    engine.shutdown().await;
+}
