@@ -64,13 +64,18 @@ fn capped_text(text: &str, bytes_max: usize) -> String {
     format!("{kept}…[{} more bytes cut]", text.len() - kept.len())
 }
 
-/// A unique id for an intent (a UUID v4, assigned by the engine at submit).
+/// A unique id for an intent (a UUIDv7, assigned by the engine at submit).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct IntentId(pub [u8; 16]);
 
 impl IntentId {
+    /// A new id: a UUIDv7 (48 bits of Unix milliseconds, then 74 random bits), so ids
+    /// made together sort together. The index keys intents by id: time-ordered ids make
+    /// retirement's inserts land on the tree's newest pages instead of random ones that
+    /// the page cache no longer holds (issue 11). Nothing relies on the order; it is
+    /// not a clock (the engine's clock decides ages).
     pub fn random() -> IntentId {
-        IntentId(*uuid::Uuid::new_v4().as_bytes())
+        IntentId(*uuid::Uuid::now_v7().as_bytes())
     }
 
     /// Parses the hyphenated UUID form.
