@@ -21,7 +21,7 @@ use super::{
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::index::{SledStore, StateStore, INDEX_DIR};
-use crate::intent::{IntentId, State};
+use crate::intent::{Intent, IntentId, State};
 use crate::machine::Event;
 use crate::record::{Record, RECORD_KIND};
 
@@ -223,6 +223,8 @@ fn replay(log: &Log, store: Option<&Arc<dyn StateStore>>) -> Result<EngineState>
     let mut state = EngineState::default();
     let replay = log.replay()?;
     let checkpoint_lsn = replay.checkpoint.as_ref().map(|reader| reader.info().lsn);
+    // The checkpoint's finished intents go to the index in sled batches, not one by one.
+    let mut to_index: Vec<Intent> = Vec::new();
     for entry in replay.checkpoint.into_iter().flatten() {
         let (kind, body) = entry?;
         if kind != RECORD_KIND {
@@ -239,14 +241,21 @@ fn replay(log: &Log, store: Option<&Arc<dyn StateStore>>) -> Result<EngineState>
         };
         if let (Record::Snapshot(intent), Some(store)) = (&record, store) {
             if is_finished(&intent.state) && !state.folded.intents.contains_key(&intent.spec.id) {
-                if store.put(intent, intent.last_lsn)? {
-                    state.refolded_from_checkpoint += 1;
-                }
                 state.note_retired_snapshot(intent);
+                if let Record::Snapshot(intent) = record {
+                    to_index.push(*intent);
+                }
+                if to_index.len() >= REFOLD_CHUNK {
+                    state.refolded_from_checkpoint += store.put_many(&to_index)?;
+                    to_index.clear();
+                }
                 continue;
             }
         }
         state.apply(lsn, record, false)?;
+    }
+    if let (Some(store), false) = (store, to_index.is_empty()) {
+        state.refolded_from_checkpoint += store.put_many(&to_index)?;
     }
     for entry in replay.records {
         let entry = entry?;

@@ -6,6 +6,8 @@
 //!
 //! `MEMORY_BENCH_INTENTS=1000000 cargo test -p scheduler --release -- --exact tests::memory_bench::memory_bench --ignored --nocapture`
 //!
+//! `MEMORY_BENCH_COMPACT_MIB=32` compacts at a 32 MiB log instead of the default.
+//!
 //! `memory_bench_index_alone` puts N intents straight into the sled index (with
 //! `MEMORY_BENCH_FLUSH` set, a flush every 10,000) and prints its resident set: sled's own
 //! share, which decided `index::INDEX_CACHE_BYTES` and the flush after each retirement.
@@ -84,7 +86,14 @@ async fn memory_bench() {
         .and_then(|text| text.parse().ok())
         .unwrap_or(100_000);
     let dir = tempfile::tempdir().unwrap();
-    let config = EngineConfig::new(dir.path());
+    let mut config = EngineConfig::new(dir.path());
+    // A smaller compaction threshold reaches compaction (and its memory) with fewer intents.
+    if let Some(mib) = std::env::var("MEMORY_BENCH_COMPACT_MIB")
+        .ok()
+        .and_then(|text| text.parse::<u64>().ok())
+    {
+        config.compact_log_bytes = mib << 20;
+    }
     let settings = ConnectorSettings::new(Arc::new(Instant0));
     let (engine, _) = Engine::open(config, vec![settings]).await.unwrap();
     let (rss, _) = rss_kib();
