@@ -1,25 +1,24 @@
 //! The entries of a new checkpoint, produced lazily so that finished intents are never
 //! all in memory at once (issue 11): connector pauses and the intents in memory, then the
-//! intents retired since the last checkpoint read back from the index (each checked
-//! against the digest memory took), then the finished intents of the previous checkpoint
-//! still inside the retention window, copied as they are.
+//! intents retired since the last checkpoint read back from the retired spool (each
+//! checked against the digest memory took), then the finished intents of the previous
+//! checkpoint still inside the retention window, copied as they are.
 //!
 //! `Log::write_checkpoint` takes an infallible iterator; a failure here (an entry that
-//! does not decode, a retired intent missing from the index or changed) is kept in
+//! does not decode, a retired intent missing from the spool or changed) is kept in
 //! `error` and ends the iteration with an entry of the reserved kind 0, which the log
 //! refuses before renaming the checkpoint into place: the previous checkpoint stays in
 //! force and nothing is deleted.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
 use intent_log::CheckpointReader;
 
-use super::retire::{digest, Retired};
+use super::retire::Retired;
 use super::retired_keys::RetiredKeys;
+use super::spool::{digest, SpoolReader};
 use super::state::is_finished;
 use crate::error::{Error, Result};
-use crate::index::StateStore;
 use crate::intent::{Intent, IntentId, StateName};
 use crate::record::{Record, RECORD_KIND};
 
@@ -47,7 +46,7 @@ impl Expiry {
 pub(super) struct CheckpointEntries {
     /// Pauses and the intents in memory, already encoded.
     head: std::vec::IntoIter<(u8, Vec<u8>)>,
-    store: Option<Arc<dyn StateStore>>,
+    spool: Option<SpoolReader>,
     retired: std::vec::IntoIter<Retired>,
     previous: Option<CheckpointReader>,
     /// Intents written from memory or from `retired`: not copied again from `previous`.
@@ -66,21 +65,22 @@ pub(super) struct CheckpointEntries {
 }
 
 impl CheckpointEntries {
+    /// `written`: the ids of the intents in `head` (pauses aside).
     pub(super) fn new(
         head: Vec<(u8, Vec<u8>)>,
-        head_intents: usize,
         written: HashSet<IntentId>,
         retired: Vec<Retired>,
-        store: Option<Arc<dyn StateStore>>,
+        spool: Option<SpoolReader>,
         previous: Option<CheckpointReader>,
         expiry: Expiry,
         keys_expected: usize,
     ) -> CheckpointEntries {
+        let head_intents = written.len();
         let mut written = written;
         written.extend(retired.iter().map(|entry| entry.id));
         CheckpointEntries {
             head: head.into_iter(),
-            store,
+            spool,
             retired: retired.into_iter(),
             previous,
             written,
@@ -93,20 +93,27 @@ impl CheckpointEntries {
         }
     }
 
-    /// The next retired intent inside the window, read back from the index.
+    /// The next retired intent inside the window, read back from the retired spool.
     fn next_retired(&mut self) -> Result<Option<(u8, Vec<u8>)>> {
-        let Some(store) = self.store.clone() else {
+        let Some(spool) = self.spool.as_mut() else {
             return match self.retired.next() {
-                Some(entry) => Err(missing(entry, "the index is closed")),
+                Some(entry) => Err(missing(entry, "the retired spool is closed")),
                 None => Ok(None),
             };
         };
         for entry in self.retired.by_ref() {
-            let intent = store
-                .get(entry.id)?
-                .ok_or_else(|| missing(entry, "the index does not hold it"))?;
-            if intent.last_lsn != entry.last_lsn || digest(&intent)? != entry.digest {
-                return Err(missing(entry, "the index holds another copy"));
+            let body = spool
+                .read_at(entry.spool_offset)
+                .map_err(|error| missing(entry, &error.to_string()))?;
+            if digest(&body) != entry.digest {
+                return Err(missing(entry, "the retired spool holds another entry"));
+            }
+            let intent = match Record::decode(&body) {
+                Ok(Record::Snapshot(intent)) => intent,
+                _ => return Err(missing(entry, "its spool entry is not its snapshot")),
+            };
+            if intent.spec.id != entry.id || intent.last_lsn != entry.last_lsn {
+                return Err(missing(entry, "the retired spool holds another intent"));
             }
             if self.expiry.expired(&intent) {
                 self.expired += 1;
@@ -116,10 +123,7 @@ impl CheckpointEntries {
             *self.retained.entry(intent.state.name()).or_insert(0) += 1;
             self.keys
                 .insert(&intent.spec.connector, &intent.spec.idempotency_key);
-            return Ok(Some((
-                RECORD_KIND,
-                Record::Snapshot(Box::new(intent)).encode()?,
-            )));
+            return Ok(Some((RECORD_KIND, body)));
         }
         Ok(None)
     }

@@ -176,8 +176,7 @@ impl Inner {
                 .collect();
             put_in_index(store, leaving).await?;
         }
-        let (kept, expired, retained, keys) =
-            self.write_checkpoint(&captured, store.clone()).await?;
+        let (kept, expired, retained, keys) = self.write_checkpoint(&captured).await?;
         let lsn = captured.lsn;
         self.evict(&captured, retained, keys);
         let inner = self.clone();
@@ -213,7 +212,6 @@ impl Inner {
     async fn write_checkpoint(
         self: &Arc<Inner>,
         captured: &Captured,
-        store: Option<Arc<dyn StateStore>>,
     ) -> Result<(usize, usize, HashMap<StateName, usize>, RetiredKeys)> {
         let mut head = Vec::with_capacity(captured.pauses.len() + captured.keep.len());
         for (connector, until_ms) in &captured.pauses {
@@ -229,27 +227,26 @@ impl Inner {
         }
         let written: HashSet<IntentId> = captured.keep.iter().map(|i| i.spec.id).collect();
         let index = self.config.index;
-        let (retired, expiry, kept) = (
-            captured.retired.clone(),
-            captured.expiry,
-            captured.keep.len(),
-        );
+        let (retired, expiry) = (captured.retired.clone(), captured.expiry);
         let keys_expected = lock(&self.state).retired_keys.inserted();
         let inner = self.clone();
         let lsn = captured.lsn;
         tokio::task::spawn_blocking(move || {
             // With the index on, the previous checkpoint's finished intents are not in
-            // memory: they are copied from it.
+            // memory: they are copied from it; the retired ones from the spool.
             let previous = match index {
                 true => inner.log.replay()?.checkpoint,
                 false => None,
             };
+            let spool = match lock(&inner.spool).as_ref() {
+                Some(spool) => Some(spool.reader()?),
+                None => None,
+            };
             let mut entries = CheckpointEntries::new(
                 head,
-                kept,
                 written,
                 retired,
-                store,
+                spool,
                 previous,
                 expiry,
                 keys_expected,
@@ -359,6 +356,13 @@ impl Inner {
         }
         let covered: HashSet<IntentId> = captured.retired.iter().map(|entry| entry.id).collect();
         state.retired.retain(|entry| !covered.contains(&entry.id));
+        // The checkpoint holds every entry of the spool (retirement waits for compaction,
+        // so none came after the capture): it starts over.
+        if state.retired.is_empty() {
+            if let Some(spool) = lock(&self.spool).as_mut() {
+                spool.reset();
+            }
+        }
         let EngineState {
             finished, folded, ..
         } = &mut *state;

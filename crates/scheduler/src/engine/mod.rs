@@ -35,6 +35,7 @@ mod operator;
 mod queries;
 mod retire;
 mod retired_keys;
+mod spool;
 mod state;
 mod submit;
 mod worker;
@@ -81,6 +82,9 @@ struct Inner {
     /// The index (None when `config.index` is off, or once shut down or killed, so its
     /// files are released).
     store: Mutex<Option<Arc<dyn StateStore>>>,
+    /// With the index on: the checkpoint entries of intents retired since the last
+    /// checkpoint (`spool.rs`). Used only under `compaction_serial`.
+    spool: Mutex<Option<spool::Spool>>,
 }
 
 /// The engine. Cheap to clone; all clones drive the same intents.

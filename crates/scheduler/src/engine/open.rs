@@ -12,6 +12,7 @@ use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use tokio::sync::Notify;
 
+use super::spool::{Spool, SPOOL_DIR};
 use super::state::{is_finished, EngineState};
 use super::submit::SUBMIT_LOCKS;
 use super::{
@@ -63,6 +64,7 @@ impl Engine {
             opened.log,
             opened.state,
             opened.store,
+            opened.spool,
         ));
         let recovered_in_flight = recover_in_flight(&inner).await?;
         let intents = {
@@ -101,6 +103,7 @@ struct Opened {
     store: Option<Arc<dyn StateStore>>,
     index_moved_aside: Option<PathBuf>,
     index_refolded: usize,
+    spool: Option<Spool>,
 }
 
 /// Opens the index, then the log (recovery), replays the log, and brings the index up to
@@ -118,8 +121,9 @@ async fn open_storage(config: &EngineConfig) -> Result<Opened> {
     if let Some((store, _)) = &store {
         log_options.last_lsn_min = log_options.last_lsn_min.max(store.applied_lsn()?);
     }
+    let log_fs = fs.clone();
     let (log, log_report) =
-        tokio::task::spawn_blocking(move || Log::open_with(fs, wal_dir, log_options))
+        tokio::task::spawn_blocking(move || Log::open_with(log_fs, wal_dir, log_options))
             .await
             .map_err(|error| Error::Replay(format!("open task: {error}")))??;
     if let Some(torn) = &log_report.torn_tail {
@@ -143,6 +147,10 @@ async fn open_storage(config: &EngineConfig) -> Result<Opened> {
         }
         None => (None, None, 0),
     };
+    let spool = match &store {
+        Some(_) => Some(Spool::open(fs, &config.data_dir.join(SPOOL_DIR))?),
+        None => None,
+    };
     Ok(Opened {
         log,
         log_report,
@@ -150,6 +158,7 @@ async fn open_storage(config: &EngineConfig) -> Result<Opened> {
         store,
         index_moved_aside,
         index_refolded,
+        spool,
     })
 }
 
@@ -160,6 +169,7 @@ impl Inner {
         log: Log,
         state: EngineState,
         store: Option<Arc<dyn StateStore>>,
+        spool: Option<Spool>,
     ) -> Inner {
         let checkpoint_lsn = log.checkpoint().map(|checkpoint| checkpoint.lsn);
         let max_guard_window_ms = connectors
@@ -192,6 +202,7 @@ impl Inner {
             compaction_serial: tokio::sync::Mutex::new(()),
             worker_handles: Mutex::new(Vec::new()),
             store: Mutex::new(store),
+            spool: Mutex::new(spool),
             config,
         }
     }

@@ -2,22 +2,23 @@
 //! so memory holds live intents, not the whole key-retention window (issue 11).
 //!
 //! A finished intent (Succeeded, Reconciled, Failed, Resolved) takes no more records. A
-//! batch of them is written to the index (`StateStore::put`), and only then removed from
-//! memory; what stays is a [`Retired`] entry (id, LSN, digest: 32 bytes) until the next
-//! checkpoint holds the intent. From then on:
+//! batch of them is written to the index (`StateStore::put_many`) and its checkpoint
+//! entries to the retired spool (`spool.rs`), and only then removed from memory; what
+//! stays is a [`Retired`] entry (id, LSN, digest, spool offset: 40 bytes) until the next
+//! checkpoint holds the intent, and its key in the filter of retired keys
+//! (`retired_keys.rs`). From then on:
 //!
 //! - lookups (`get`, `get_by_key`, `list`, `wait`) and dedup of its key at submit (G4)
 //!   read the index;
-//! - the next compaction reads it back from the index, checks it against the digest
-//!   taken from the memory copy, and writes it into the checkpoint; a missing or changed
-//!   copy fails that compaction (nothing is deleted) — a restart re-folds it from the log;
+//! - the next compaction reads its entry back from the spool, checks it against the
+//!   digest, and writes it into the checkpoint; a missing or changed entry fails that
+//!   compaction (nothing is deleted) — a restart re-folds it from the log;
 //! - later compactions copy it from the previous checkpoint while inside the window.
 //!
 //! The log stays the store of record: until a checkpoint holds the intent, its records are
 //! in segments no compaction deletes, and after a crash replay folds it back into memory
 //! (and the index). Retirement and compaction never overlap (`compaction_serial`).
 
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -25,23 +26,17 @@ use super::state::is_finished;
 use super::{lock, Inner};
 use crate::error::{Error, Result};
 use crate::intent::{Intent, IntentId};
+use crate::record::Record;
 
 /// An intent retired from memory and not yet in a checkpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Retired {
     pub(super) id: IntentId,
     pub(super) last_lsn: u64,
-    /// [`digest`] of the intent as memory held it.
+    /// `spool::digest` of its checkpoint entry, made from the intent as memory held it.
     pub(super) digest: u64,
-}
-
-/// A 64-bit digest of an intent's encoding (deterministic: bincode of the same value).
-pub(super) fn digest(intent: &Intent) -> Result<u64> {
-    let bytes = intent_log::codec::encode(intent)
-        .map_err(|error| Error::Replay(format!("encoding intent {}: {error}", intent.spec.id)))?;
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    bytes.hash(&mut hasher);
-    Ok(hasher.finish())
+    /// Where the retired spool holds that entry.
+    pub(super) spool_offset: u64,
 }
 
 impl Inner {
@@ -67,18 +62,30 @@ impl Inner {
         if batch.is_empty() {
             return Ok(0);
         }
+        let inner = self.clone();
         let written = tokio::task::spawn_blocking(move || {
             // One sled batch for all of them: a batch per intent cost sled two I/O buffer
             // rolls each (`StateStore::put_many`).
             store.put_many(&batch)?;
             let mut written = Vec::with_capacity(batch.len());
+            let mut bodies = Vec::with_capacity(batch.len());
             for intent in batch {
-                let digest = digest(&intent)?;
+                let (id, last_lsn) = (intent.spec.id, intent.last_lsn);
+                let body = Record::Snapshot(Box::new(intent)).encode()?;
                 written.push(Retired {
-                    id: intent.spec.id,
-                    last_lsn: intent.last_lsn,
-                    digest,
+                    id,
+                    last_lsn,
+                    digest: super::spool::digest(&body),
+                    spool_offset: 0,
                 });
+                bodies.push(body);
+            }
+            let offsets = match lock(&inner.spool).as_mut() {
+                Some(spool) => spool.append(&bodies)?,
+                None => return Err(Error::Index("the retired spool is closed".into())),
+            };
+            for (entry, offset) in written.iter_mut().zip(offsets) {
+                entry.spool_offset = offset;
             }
             // Not for durability (the log holds these intents): sled keeps unflushed
             // pages in memory, and without a flush per batch its resident set grew by

@@ -280,3 +280,71 @@ async fn compaction_drops_expired_keys_from_the_filter() {
     );
     engine.shutdown().await;
 }
+
+/// The names of the log's segment files.
+fn segment_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir.join("wal"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".wal"))
+        .collect()
+}
+
+/// The spool file of the intents retired since the last checkpoint.
+fn spool_file(dir: &Path) -> std::path::PathBuf {
+    let files: Vec<_> = std::fs::read_dir(dir.join("spool"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    files[0].clone()
+}
+
+/// A damaged or missing retired spool fails the compaction that needs it: no checkpoint,
+/// nothing deleted, every key still deduplicated; a restart folds the retired intents
+/// back from the log (the spool was never the store of record), and compaction works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_or_lost_spool_fails_the_compaction_and_loses_nothing() {
+    for damage in ["flip", "delete"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, _) = open(dir.path(), None).await.unwrap();
+        let mut done = run(&engine, 0..4).await;
+        engine.retire_finished().await.unwrap();
+        let path = spool_file(dir.path());
+        let mut bytes = std::fs::read(&path).unwrap();
+        match damage {
+            "flip" => {
+                let middle = bytes.len() / 2;
+                bytes[middle] ^= 0x20;
+                std::fs::write(&path, &bytes).unwrap();
+            }
+            _ => std::fs::remove_file(&path).unwrap(),
+        }
+        let segments = segment_files(dir.path());
+        assert!(!segments.is_empty());
+        let error = engine.compact().await.expect_err("the spool is damaged");
+        assert!(
+            error.to_string().contains("spool"),
+            "{damage}: the error names the spool: {error}"
+        );
+        let status = engine.compaction_status();
+        assert_eq!(status.checkpoint_lsn, None, "{damage}: no checkpoint");
+        assert_eq!(status.failures_total, 1);
+        let after = segment_files(dir.path());
+        assert!(
+            segments.iter().all(|name| after.contains(name)),
+            "{damage}: nothing deleted: {segments:?} then {after:?}"
+        );
+        check_deduplicated(&engine, &done, damage).await;
+        engine.shutdown().await;
+
+        let (engine, opened) = open(dir.path(), None).await.unwrap();
+        assert!(opened.intents >= 4, "{damage}: folded back from the log");
+        done.extend(run(&engine, 10..12).await);
+        engine.retire_finished().await.unwrap();
+        let report = engine.compact().await.unwrap();
+        assert_eq!(report.kept, 6, "{damage}: {report:?}");
+        check_deduplicated(&engine, &done, damage).await;
+        engine.shutdown().await;
+    }
+}
