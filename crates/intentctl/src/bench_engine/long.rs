@@ -27,8 +27,9 @@ pub struct Sample {
     pub finished: u64,
     pub rss_mib: f64,
     pub window_intents_per_s: f64,
-    /// Intents the engine holds in memory (live and within key retention).
-    pub intents_in_memory: usize,
+    /// Intents the engine counts: live, and finished inside the key-retention window (in
+    /// memory or retired to the index).
+    pub intents_counted: usize,
     pub log_mib: f64,
     pub log_segments: usize,
     pub records_total: u64,
@@ -107,7 +108,7 @@ pub async fn run_long(
             finished: end,
             rss_mib: rss_kib(Process::This)? as f64 / 1024.0,
             window_intents_per_s: window.ops_per_second(),
-            intents_in_memory: engine.counts().values().sum(),
+            intents_counted: engine.counts().values().sum(),
             log_mib: stats.log_bytes as f64 / 1_048_576.0,
             log_segments: stats.segments,
             records_total: LogCounters::of_engine(&engine).records,

@@ -208,11 +208,11 @@ async fn long_mode(
     let json_output = args.json;
     let on_sample = move |sample: &Sample| {
         let line = format!(
-            "finished {:>9}  RSS {:>8.1} MiB  window {:>8.0} intents/s  in memory {:>9}  log {:>8.1} MiB in {} segments",
+            "finished {:>9}  RSS {:>8.1} MiB  window {:>8.0} intents/s  counted {:>9}  log {:>8.1} MiB in {} segments",
             sample.finished,
             sample.rss_mib,
             sample.window_intents_per_s,
-            sample.intents_in_memory,
+            sample.intents_counted,
             sample.log_mib,
             sample.log_segments
         );
