@@ -87,9 +87,15 @@ struct Captured {
 /// Step 3: the intents that leave memory are in the index (flushed) before the log
 /// forgets them (the evicted ones' history lives there; the retired ones are looked up
 /// there).
+/// Intents per sled batch when compaction writes the index.
+const PUT_CHUNK: usize = 4096;
+
 async fn put_in_index(store: Arc<dyn StateStore>, intents: Vec<Intent>) -> Result<()> {
     tokio::task::spawn_blocking(move || -> Result<()> {
-        store.put_many(&intents)?;
+        // In sled batches of a bounded size (one batch of everything held it all at once).
+        for chunk in intents.chunks(PUT_CHUNK) {
+            store.put_many(chunk)?;
+        }
         store.flush()
     })
     .await

@@ -40,19 +40,36 @@ pub(super) struct Retired {
 }
 
 impl Inner {
-    /// Moves the finished intents in memory to the index and out of memory. Returns how
-    /// many left. A failure leaves them in memory (retried with the next batch).
+    /// Moves the finished intents in memory to the index and out of memory, in batches of
+    /// at most `retire_batch`. Returns how many left. A failure leaves them in memory
+    /// (retried with the next batch).
     pub(super) async fn retire(self: &Arc<Inner>) -> Result<usize> {
         if !self.config.index {
             return Ok(0);
         }
-        let Some(store) = self.store() else {
-            return Ok(0);
-        };
         let _serial = self.compaction_serial.lock().await;
+        let mut retired = 0;
+        while let Some(batch) = self.retire_batch().await? {
+            retired += batch;
+        }
+        Ok(retired)
+    }
+
+    /// One batch of [`Inner::retire`]: at most `retire_batch` intents, so one sled batch
+    /// stays small (after a long compaction, tens of thousands may have finished, and one
+    /// sled batch of them all held a few hundred MiB at once: heaptrack, issue 11).
+    /// `None` when no finished intent was waiting.
+    async fn retire_batch(self: &Arc<Inner>) -> Result<Option<usize>> {
+        let Some(store) = self.store() else {
+            return Ok(None);
+        };
         let batch: Vec<Intent> = {
             let mut state = lock(&self.state);
-            let ids = std::mem::take(&mut state.finished);
+            if state.finished.is_empty() {
+                return Ok(None);
+            }
+            let take = self.config.retire_batch.max(1).min(state.finished.len());
+            let ids: Vec<IntentId> = state.finished.drain(..take).collect();
             ids.iter()
                 .filter_map(|id| state.folded.intents.get(id))
                 .filter(|intent| is_finished(&intent.state))
@@ -60,7 +77,8 @@ impl Inner {
                 .collect()
         };
         if batch.is_empty() {
-            return Ok(0);
+            // The ids taken had all left already; more may wait behind them.
+            return Ok(Some(0));
         }
         let inner = self.clone();
         let written = tokio::task::spawn_blocking(move || {
@@ -121,7 +139,7 @@ impl Inner {
                 retired += 1;
             }
         }
-        Ok(retired)
+        Ok(Some(retired))
     }
 
     /// After a failed retirement: every finished intent still in memory is a candidate
