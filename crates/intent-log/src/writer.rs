@@ -20,6 +20,7 @@ use crate::fs::{FileSystem, WritableFile};
 use crate::log::Shared;
 use crate::options::SyncMode;
 use crate::recovery::SegmentInfo;
+use crate::spare::Spare;
 
 /// After answering a batch, the writer spins this long for the next request before it
 /// blocks (and needs a wake-up).
@@ -51,10 +52,13 @@ pub(crate) struct Writer {
     pub segment_bytes: u64,
     pub next_lsn: u64,
     pub receiver: mpsc::Receiver<Request>,
+    /// The next segment's file, being prepared (`None` when segments are not preallocated).
+    pub spare: Option<Spare>,
 }
 
 impl Writer {
     pub(crate) fn run(mut self) {
+        self.prepare_spare_when_due();
         let mut buffer: Vec<u8> = Vec::with_capacity(64 * 1024);
         let mut batch: Vec<AppendRequest> = Vec::new();
         let mut carried: Option<Request> = None;
@@ -93,6 +97,7 @@ impl Writer {
             last_sync = sync_started.elapsed();
             expected = batch.len();
             self.acknowledge(&mut batch);
+            self.prepare_spare_when_due();
         }
     }
 
@@ -277,13 +282,38 @@ impl Writer {
         }
     }
 
+    /// Starts preparing the file of the segment after the active one once the active one is
+    /// half full (if the options ask for preallocated segments): early enough to be ready at
+    /// rotation, and a log that fills slowly does not write a spare's zeros (competing with
+    /// its own syncs for the disk) long before it needs them.
+    fn prepare_spare_when_due(&mut self) {
+        let options = &self.shared.options;
+        if options.preallocate_segments
+            && self.spare.is_none()
+            && self.segment_bytes >= options.segment_bytes / 2
+        {
+            self.spare = Some(Spare::prepare(
+                self.shared.fs.clone(),
+                &self.shared.dir,
+                self.header.segment_id + 1,
+                self.shared.options.segment_bytes,
+            ));
+        }
+    }
+
     fn rotate(&mut self) -> Result<()> {
         let header = SegmentHeader {
             log_id: self.header.log_id,
             segment_id: self.header.segment_id + 1,
             first_lsn: self.next_lsn,
         };
-        let (file, path) = create_segment(self.shared.fs.as_ref(), &self.shared.dir, &header)?;
+        let spare = self.spare.take().and_then(Spare::take);
+        let (file, path) = create_segment(
+            self.shared.fs.as_ref(),
+            &self.shared.dir,
+            &header,
+            spare.as_deref(),
+        )?;
         self.file = file;
         self.header = header;
         self.segment_bytes = SEGMENT_HEADER_BYTES as u64;
@@ -349,13 +379,35 @@ fn sync(file: &mut dyn WritableFile, mode: SyncMode, path: &Path) -> Result<()> 
 }
 
 /// Creates a segment: header written and synced, then the directory synced, so a record is
-/// never written into a segment whose header or directory entry could still vanish.
+/// never written into a segment whose header or directory entry could still vanish. With a
+/// prepared spare (zeros, synced), the header is written over its first bytes and synced
+/// before the spare is renamed to the segment's name: the segment never exists without
+/// its durable header. Without one, a new empty file is created.
 pub(crate) fn create_segment(
     fs: &dyn FileSystem,
     dir: &Path,
     header: &SegmentHeader,
+    spare: Option<&Path>,
 ) -> Result<(Box<dyn WritableFile>, PathBuf)> {
     let path = dir.join(segment_file_name(header.first_lsn));
+    if let Some(spare) = spare {
+        let mut file = fs
+            .open_at(spare, 0)
+            .map_err(|error| Error::io("opening the spare segment", spare, error))?;
+        file.write_all(&header.encode())
+            .map_err(|error| Error::io("writing the header of", spare, error))?;
+        file.sync_data()
+            .map_err(|error| Error::io("syncing", spare, error))?;
+        drop(file);
+        fs.rename_spare(spare, &path)
+            .map_err(|error| Error::io("renaming the spare segment to", &path, error))?;
+        fs.sync_dir(dir)
+            .map_err(|error| Error::io("syncing", dir, error))?;
+        let file = fs
+            .open_at(&path, SEGMENT_HEADER_BYTES as u64)
+            .map_err(|error| Error::io("opening", &path, error))?;
+        return Ok((file, path));
+    }
     let mut file = fs
         .create_new(&path)
         .map_err(|error| Error::io("creating", &path, error))?;

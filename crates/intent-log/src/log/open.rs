@@ -2,11 +2,14 @@
 //! one recovery kept, or the first of a new log). Recovery itself is `recovery.rs`.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::format::{SegmentHeader, SEGMENT_HEADER_BYTES};
 use crate::fs::{FileSystem, LockGuard, WritableFile};
+use crate::options::Options;
 use crate::recovery::SegmentInfo;
+use crate::spare::Spare;
 use crate::writer::create_segment;
 
 use super::LOCK_FILE_NAME;
@@ -32,14 +35,15 @@ pub(super) struct Tail {
     pub(super) segment_bytes: u64,
 }
 
-/// Opens the last segment recovery kept for appending, after making what it holds durable.
+/// Opens the last segment recovery kept for writing after its last verified batch (what
+/// follows is a preallocated zero tail, or nothing), after making what it holds durable.
 pub(super) fn reopen_last_segment(
     fs: &dyn FileSystem,
     dir: &Path,
     last: &SegmentInfo,
 ) -> Result<Tail> {
     let mut file = fs
-        .open_append(&last.path)
+        .open_at(&last.path, last.valid_bytes)
         .map_err(|error| Error::io("opening", &last.path, error))?;
     // What recovery accepted may still sit only in the page cache if the previous process
     // was killed before its sync: make it durable before anyone acts on it.
@@ -54,10 +58,12 @@ pub(super) fn reopen_last_segment(
     })
 }
 
-/// Creates the first segment of a new log (a new log id), starting at `first_lsn`.
+/// Creates the first segment of a new log (a new log id), starting at `first_lsn`:
+/// preallocated like every later one (its spare is written here, before `open` returns).
 pub(super) fn start_first_segment(
-    fs: &dyn FileSystem,
+    fs: Arc<dyn FileSystem>,
     dir: &Path,
+    options: &Options,
     first_lsn: u64,
 ) -> Result<(Tail, SegmentInfo)> {
     let header = SegmentHeader {
@@ -65,7 +71,12 @@ pub(super) fn start_first_segment(
         segment_id: 1,
         first_lsn,
     };
-    let (file, path) = create_segment(fs, dir, &header)?;
+    let spare = if options.preallocate_segments {
+        Spare::prepare(fs.clone(), dir, header.segment_id, options.segment_bytes).take()
+    } else {
+        None
+    };
+    let (file, path) = create_segment(fs.as_ref(), dir, &header, spare.as_deref())?;
     let info = SegmentInfo {
         path,
         header,

@@ -1,0 +1,125 @@
+//! Spare segments: the next segment's file, created at its full size with zeros physically
+//! written and synced before it holds a record, so that appends overwrite allocated,
+//! written blocks. An `fdatasync` then flushes data only: no file size and no extent
+//! conversion for the file system to journal (on ext4 either makes the sync commit the
+//! journal too; issue 11: SQLite, which reuses its WAL file in place, committed one record
+//! twice as fast as the growing log). The writer asks for the next spare once the active
+//! segment is half full; a helper thread writes it while the writer appends, and rotation
+//! waits for it only if it is not ready yet. A rotation asked for earlier (compaction)
+//! finds no spare and starts a segment that grows as it is written, as before.
+//!
+//! A spare is never a recycled segment: its bytes are zeros, never stale records, and its
+//! name (`<segment id>.spare`) is not a segment's, so recovery ignores it and open removes
+//! a leftover one (a crash while it was being prepared). `writer::create_segment` gives it
+//! its header and its segment name.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crate::fs::FileSystem;
+
+const SPARE_SUFFIX: &str = ".spare";
+
+/// Spares smaller than this are written by the thread that asks (a thread costs more than
+/// writing them); larger ones on a helper thread.
+const BACKGROUND_BYTES_MIN: u64 = 1 << 20;
+
+/// The spare file's name for the segment with this id.
+pub(crate) fn spare_file_name(segment_id: u64) -> String {
+    format!("{segment_id:020}{SPARE_SUFFIX}")
+}
+
+/// True for a spare's file name (a leftover that open removes).
+pub(crate) fn is_spare_file_name(name: &str) -> bool {
+    name.strip_suffix(SPARE_SUFFIX)
+        .is_some_and(|digits| digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A spare being prepared, or ready.
+pub(crate) struct Spare {
+    path: PathBuf,
+    preparing: Option<JoinHandle<std::io::Result<()>>>,
+    /// Set when the preparation finished on the asking thread (small spares).
+    done: Option<std::io::Result<()>>,
+}
+
+impl Spare {
+    /// Starts preparing the spare for segment `segment_id`, `len` bytes.
+    pub(crate) fn prepare(fs: Arc<dyn FileSystem>, dir: &Path, segment_id: u64, len: u64) -> Spare {
+        let path = dir.join(spare_file_name(segment_id));
+        if len < BACKGROUND_BYTES_MIN {
+            let done = Some(fs.create_zeroed(&path, len));
+            return Spare {
+                path,
+                preparing: None,
+                done,
+            };
+        }
+        let target = path.clone();
+        let spawned = std::thread::Builder::new()
+            .name("intent-log-spare".to_string())
+            .spawn(move || fs.create_zeroed(&target, len));
+        match spawned {
+            Ok(handle) => Spare {
+                path,
+                preparing: Some(handle),
+                done: None,
+            },
+            Err(error) => Spare {
+                path,
+                preparing: None,
+                done: Some(Err(error)),
+            },
+        }
+    }
+
+    /// Waits for the preparation; the spare's path if it is ready, `None` (with a warning:
+    /// the next segment is then created empty and grows as it is written) if it failed.
+    pub(crate) fn take(mut self) -> Option<PathBuf> {
+        let result = self.wait();
+        match result {
+            Ok(()) => Some(self.path.clone()),
+            Err(error) => {
+                tracing::warn!(%error, spare = %self.path.display(), "could not prepare a spare segment; the next segment grows as it is written (slower syncs, nothing lost)");
+                None
+            }
+        }
+    }
+
+    fn wait(&mut self) -> std::io::Result<()> {
+        if let Some(done) = self.done.take() {
+            return done;
+        }
+        match self.preparing.take().map(JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(std::io::Error::other("the spare's thread panicked")),
+            None => Err(std::io::Error::other("the spare was already taken")),
+        }
+    }
+}
+
+impl Drop for Spare {
+    /// A spare's thread never outlives the writer that asked for it (a crash test's next
+    /// "process" must not see a file appear from the previous one).
+    fn drop(&mut self) {
+        if let Some(handle) = self.preparing.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spare_names_are_not_segment_names() {
+        let name = spare_file_name(7);
+        assert_eq!(name, "00000000000000000007.spare");
+        assert!(is_spare_file_name(&name));
+        assert!(crate::format::parse_segment_file_name(&name).is_none());
+        assert!(!is_spare_file_name("00000000000000000007.wal"));
+        assert!(!is_spare_file_name("7.spare"));
+    }
+}
