@@ -560,9 +560,41 @@ fn recovery_decision_table() {
         bytes[at] ^= 0x01;
         fs::write(&paths[0], &bytes).unwrap();
     };
+    let zero_tail: Damage = |_, paths| {
+        // What a preallocated segment looks like: zeros after the last batch.
+        let last = paths.last().unwrap();
+        let mut bytes = fs::read(last).unwrap();
+        bytes.extend_from_slice(&[0u8; 700]);
+        fs::write(last, &bytes).unwrap();
+    };
+    let earlier_zero_tail_not_zero: Damage = |_, paths| {
+        let mut bytes = fs::read(&paths[0]).unwrap();
+        bytes.extend_from_slice(&[0u8; 300]);
+        let at = bytes.len() - 100;
+        bytes[at] = 0x01;
+        fs::write(&paths[0], &bytes).unwrap();
+    };
     let middle_segment_missing: Damage = |_, paths| fs::remove_file(&paths[1]).unwrap();
     let first_segment_missing: Damage = |_, paths| fs::remove_file(&paths[0]).unwrap();
-    let rows: [(&str, Damage, Expect, Expect); 7] = [
+    let rows: [(&str, Damage, Expect, Expect); 9] = [
+        (
+            "zeros from the last batch to the end of the file (a preallocated zero tail)",
+            zero_tail,
+            Expect::Opens {
+                records: RECORDS as usize,
+                cut: false,
+            },
+            Expect::Opens {
+                records: RECORDS as usize,
+                cut: false,
+            },
+        ),
+        (
+            "a non-zero byte in the zero tail of a segment that is not the last",
+            earlier_zero_tail_not_zero,
+            Expect::Refuses("not the last"),
+            Expect::Refuses("not the last"),
+        ),
         (
             "last batch torn",
             last_batch_torn,
