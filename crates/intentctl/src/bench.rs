@@ -296,7 +296,12 @@ fn intent_log_case(dir: &Path, concurrency: usize, duration: Duration) -> anyhow
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let (log, _) = Log::open(dir, Options::default())?;
+    // As `intentctl serve` opens it (config.rs): preallocated segments.
+    let options = Options {
+        preallocate_segments: true,
+        ..Options::default()
+    };
+    let (log, _) = Log::open(dir, options)?;
     let log = Arc::new(log);
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
