@@ -73,7 +73,8 @@ pub struct Options {
     /// append's `fdatasync` changes no file size or extent map (`docs/wal-format.md`,
     /// "Preallocated segments"). Off by default in the library, so that a log's files stay
     /// byte for byte what earlier builds wrote (the scheduler's v1 fixture test compares
-    /// them); `intentctl` turns it on. Off, a segment grows as it is written.
+    /// them); `intentctl` turns it on. Off, or with `segment_bytes` above 1 GiB, a segment
+    /// grows as it is written.
     pub preallocate_segments: bool,
 }
 

@@ -18,12 +18,23 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crate::fs::FileSystem;
+use crate::options::Options;
 
 const SPARE_SUFFIX: &str = ".spare";
 
 /// Spares smaller than this are written by the thread that asks (a thread costs more than
 /// writing them); larger ones on a helper thread.
 const BACKGROUND_BYTES_MIN: u64 = 1 << 20;
+
+/// Segments larger than this are never preallocated (they grow as written): a spare is
+/// written whole before it is used, and a mistyped `segment_bytes` must not fill the disk
+/// with zeros.
+pub(crate) const SPARE_BYTES_MAX: u64 = 1 << 30;
+
+/// Whether segments of these options are preallocated.
+pub(crate) fn wanted(options: &Options) -> bool {
+    options.preallocate_segments && options.segment_bytes <= SPARE_BYTES_MAX
+}
 
 /// The spare file's name for the segment with this id.
 pub(crate) fn spare_file_name(segment_id: u64) -> String {
@@ -121,5 +132,18 @@ mod tests {
         assert!(crate::format::parse_segment_file_name(&name).is_none());
         assert!(!is_spare_file_name("00000000000000000007.wal"));
         assert!(!is_spare_file_name("7.spare"));
+    }
+
+    #[test]
+    fn a_huge_segment_size_is_never_preallocated() {
+        let options = |segment_bytes| Options {
+            segment_bytes,
+            preallocate_segments: true,
+            ..Options::default()
+        };
+        assert!(wanted(&options(SPARE_BYTES_MAX)));
+        assert!(!wanted(&options(SPARE_BYTES_MAX + 1)));
+        assert!(!wanted(&options(1 << 40)));
+        assert!(!wanted(&Options::default()), "off by default");
     }
 }

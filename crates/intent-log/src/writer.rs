@@ -288,7 +288,7 @@ impl Writer {
     /// its own syncs for the disk) long before it needs them.
     fn prepare_spare_when_due(&mut self) {
         let options = &self.shared.options;
-        if options.preallocate_segments
+        if crate::spare::wanted(options)
             && self.spare.is_none()
             && self.segment_bytes >= options.segment_bytes / 2
         {

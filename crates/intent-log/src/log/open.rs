@@ -71,7 +71,7 @@ pub(super) fn start_first_segment(
         segment_id: 1,
         first_lsn,
     };
-    let spare = if options.preallocate_segments {
+    let spare = if crate::spare::wanted(options) {
         Spare::prepare(fs.clone(), dir, header.segment_id, options.segment_bytes).take()
     } else {
         None
