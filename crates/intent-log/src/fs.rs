@@ -5,6 +5,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A file the log writes to, at a position that each write advances (a handle from
 /// `create_new` starts at 0, one from `open_at` where it was asked to).
@@ -15,6 +16,8 @@ pub trait WritableFile: Send {
     fn sync_data(&mut self) -> io::Result<()>;
     /// `fsync`: everything.
     fn sync_all(&mut self) -> io::Result<()>;
+    /// The file's length now (zeros preallocated past the data included).
+    fn file_len(&self) -> io::Result<u64>;
 }
 
 /// A held lock; dropping it releases the lock.
@@ -42,14 +45,23 @@ pub trait FileSystem: Send + Sync + 'static {
     /// Creates a new file of `len` zero bytes, physically written and their data synced
     /// (the directory is not): a spare segment, so that the appends into it later overwrite
     /// allocated, written blocks and an `fdatasync` has no size or extent change to journal.
-    /// The log calls it from a helper thread, off the append path.
-    /// A failed one is removed (best effort: a full disk keeps no half-written spare).
-    fn create_zeroed(&self, path: &Path, len: u64) -> io::Result<()> {
+    /// The log calls it from a helper thread, off the append path; it stops between two
+    /// writes once `cancel` is set (the log is closing), with `ErrorKind::Interrupted`.
+    /// A failed or cancelled one is removed (best effort: a full disk keeps no half-written
+    /// spare).
+    fn create_zeroed(&self, path: &Path, len: u64, cancel: &AtomicBool) -> io::Result<()> {
         let mut file = self.create_new(path)?;
         let chunk = vec![0u8; ZERO_CHUNK_BYTES];
         let mut left = len;
         let mut written = Ok(());
         while left > 0 && written.is_ok() {
+            if cancel.load(Ordering::Relaxed) {
+                written = Err(io::Error::new(
+                    io::ErrorKind::Interrupted,
+                    "the log closed while its spare segment was being written",
+                ));
+                break;
+            }
             let step = left.min(ZERO_CHUNK_BYTES as u64) as usize;
             written = file.write_all(&chunk[..step]);
             left -= step as u64;
@@ -96,6 +108,9 @@ impl WritableFile for StdFile {
     }
     fn sync_all(&mut self) -> io::Result<()> {
         self.0.sync_all()
+    }
+    fn file_len(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
     }
 }
 

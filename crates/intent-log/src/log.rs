@@ -128,7 +128,9 @@ impl Log {
             segment_bytes: tail.segment_bytes,
             next_lsn,
             receiver,
-            spare: None,
+            in_place: tail.in_place,
+            spare: tail.spare,
+            spare_failed: false,
         };
         let handle = std::thread::Builder::new()
             .name("intent-log-writer".to_string())

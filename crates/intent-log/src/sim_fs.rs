@@ -17,6 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rand::rngs::SmallRng;
@@ -424,7 +425,7 @@ impl FileSystem for SimFileSystem {
     /// deterministic; a failed spare only means the next segment is not preallocated).
     /// The bytes are durable, the directory entry is not, as on a real disk. It respects
     /// the capacity limit (ENOSPC: preallocation is where a full disk shows first).
-    fn create_zeroed(&self, path: &Path, len: u64) -> io::Result<()> {
+    fn create_zeroed(&self, path: &Path, len: u64, _cancel: &AtomicBool) -> io::Result<()> {
         let mut state = self.state();
         if state.dead {
             return Err(dead_process());

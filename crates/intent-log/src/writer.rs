@@ -52,8 +52,15 @@ pub(crate) struct Writer {
     pub segment_bytes: u64,
     pub next_lsn: u64,
     pub receiver: mpsc::Receiver<Request>,
-    /// The next segment's file, being prepared (`None` when segments are not preallocated).
+    /// True when the active segment is preallocated (its zeros are overwritten in place);
+    /// false when it grows as it is written.
+    pub in_place: bool,
+    /// A segment's file, being prepared or ready (`None` when segments are not
+    /// preallocated, or none was asked for yet).
     pub spare: Option<Spare>,
+    /// Preparing the last spare failed: none is asked for again before the next rotation
+    /// (a full disk must not start a helper thread and log a warning per batch).
+    pub spare_failed: bool,
 }
 
 impl Writer {
@@ -97,6 +104,10 @@ impl Writer {
             last_sync = sync_started.elapsed();
             expected = batch.len();
             self.acknowledge(&mut batch);
+            if let Err(error) = self.move_into_spare_when_ready() {
+                self.poison(error, &mut batch, carried.take());
+                return;
+            }
             self.prepare_spare_when_due();
         }
     }
@@ -282,16 +293,19 @@ impl Writer {
         }
     }
 
-    /// Starts preparing the file of the segment after the active one once the active one is
-    /// half full (if the options ask for preallocated segments): early enough to be ready at
-    /// rotation, and a log that fills slowly does not write a spare's zeros (competing with
-    /// its own syncs for the disk) long before it needs them.
+    /// Starts preparing a spare when none is there (if the options ask for preallocated
+    /// segments): once the active segment is half full, early enough to be ready at
+    /// rotation without writing zeros (that compete with the log's own syncs for the disk)
+    /// long before they are needed; at once when the active segment grows as it is
+    /// written, so the writer can move into a preallocated one soon.
     fn prepare_spare_when_due(&mut self) {
         let options = &self.shared.options;
-        if crate::spare::wanted(options)
-            && self.spare.is_none()
-            && self.segment_bytes >= options.segment_bytes / 2
-        {
+        let due = if self.in_place {
+            self.segment_bytes >= options.segment_bytes / 2
+        } else {
+            !self.spare_failed
+        };
+        if crate::spare::wanted(options) && self.spare.is_none() && due {
             self.spare = Some(Spare::prepare(
                 self.shared.fs.clone(),
                 &self.shared.dir,
@@ -301,21 +315,54 @@ impl Writer {
         }
     }
 
+    /// After a batch, when the active segment grows as it is written and a spare is ready:
+    /// rotate into the spare now rather than when the segment is full (a new log's first
+    /// segment, or one a rotation started before its spare was ready). An empty active
+    /// segment is left alone: the next segment would take its name (its first LSN).
+    fn move_into_spare_when_ready(&mut self) -> Result<()> {
+        if self.in_place || self.next_lsn == self.header.first_lsn {
+            return Ok(());
+        }
+        let Some(spare) = self.spare.take_if(|spare| spare.is_ready()) else {
+            return Ok(());
+        };
+        match spare.take() {
+            Some(path) => self.rotate_into(Some(&path)),
+            None => {
+                self.spare_failed = true;
+                Ok(())
+            }
+        }
+    }
+
+    /// Starts the next segment: in the spare if it is ready (never waiting for one still
+    /// being written: that one is moved into after a later batch), else a growing file.
     fn rotate(&mut self) -> Result<()> {
+        let spare = match self.spare.take_if(|spare| spare.is_ready()) {
+            Some(spare) => {
+                let path = spare.take();
+                self.spare_failed = path.is_none();
+                path
+            }
+            None => {
+                self.spare_failed = false;
+                None
+            }
+        };
+        self.rotate_into(spare.as_deref())
+    }
+
+    fn rotate_into(&mut self, spare: Option<&Path>) -> Result<()> {
         let header = SegmentHeader {
             log_id: self.header.log_id,
             segment_id: self.header.segment_id + 1,
             first_lsn: self.next_lsn,
         };
-        let spare = self.spare.take().and_then(Spare::take);
-        let (file, path) = create_segment(
-            self.shared.fs.as_ref(),
-            &self.shared.dir,
-            &header,
-            spare.as_deref(),
-        )?;
+        let (file, path) =
+            create_segment(self.shared.fs.as_ref(), &self.shared.dir, &header, spare)?;
         self.file = file;
         self.header = header;
+        self.in_place = spare.is_some();
         self.segment_bytes = SEGMENT_HEADER_BYTES as u64;
         if let Ok(mut segments) = self.shared.segments.lock() {
             segments.push(SegmentInfo {

@@ -33,6 +33,10 @@ pub(super) struct Tail {
     pub(super) file: Box<dyn WritableFile>,
     pub(super) header: SegmentHeader,
     pub(super) segment_bytes: u64,
+    /// The segment is preallocated (zeros past `segment_bytes`), not growing.
+    pub(super) in_place: bool,
+    /// A spare still being written when the segment was created (a new log's).
+    pub(super) spare: Option<Spare>,
 }
 
 /// Opens the last segment recovery kept for writing after its last verified batch (what
@@ -51,15 +55,25 @@ pub(super) fn reopen_last_segment(
         .map_err(|error| Error::io("syncing", &last.path, error))?;
     fs.sync_dir(dir)
         .map_err(|error| Error::io("syncing", dir, error))?;
+    // Zeros past the last batch: a preallocated segment. A segment written by an earlier
+    // build, or cut at a torn tail, ends at its last batch and grows.
+    let file_bytes = file
+        .file_len()
+        .map_err(|error| Error::io("reading the length of", &last.path, error))?;
     Ok(Tail {
         file,
         header: last.header,
         segment_bytes: last.valid_bytes,
+        in_place: file_bytes > last.valid_bytes,
+        spare: None,
     })
 }
 
-/// Creates the first segment of a new log (a new log id), starting at `first_lsn`:
-/// preallocated like every later one (its spare is written here, before `open` returns).
+/// Creates the first segment of a new log (a new log id), starting at `first_lsn`. When
+/// segments are preallocated, a small spare is written here and becomes the segment; a
+/// large one (64 MiB by default) is left to a helper thread: `open` does not wait for it,
+/// the first segment grows as it is written, and the writer moves into the spare after the
+/// first batch that finds it ready.
 pub(super) fn start_first_segment(
     fs: Arc<dyn FileSystem>,
     dir: &Path,
@@ -71,12 +85,12 @@ pub(super) fn start_first_segment(
         segment_id: 1,
         first_lsn,
     };
-    let spare = if crate::spare::wanted(options) {
-        Spare::prepare(fs.clone(), dir, header.segment_id, options.segment_bytes).take()
-    } else {
-        None
-    };
-    let (file, path) = create_segment(fs.as_ref(), dir, &header, spare.as_deref())?;
+    let mut spare = crate::spare::wanted(options)
+        .then(|| Spare::prepare(fs.clone(), dir, header.segment_id, options.segment_bytes));
+    let ready = spare
+        .take_if(|spare| spare.is_ready())
+        .and_then(Spare::take);
+    let (file, path) = create_segment(fs.as_ref(), dir, &header, ready.as_deref())?;
     let info = SegmentInfo {
         path,
         header,
@@ -87,6 +101,8 @@ pub(super) fn start_first_segment(
         file,
         header,
         segment_bytes: SEGMENT_HEADER_BYTES as u64,
+        in_place: ready.is_some(),
+        spare,
     };
     Ok((tail, info))
 }

@@ -69,6 +69,18 @@ impl WritableFile for SimHandle {
     fn sync_all(&mut self) -> io::Result<()> {
         self.sync_data()
     }
+
+    /// Not an operation (no count, no fault): `fstat` changes nothing on disk.
+    fn file_len(&self) -> io::Result<u64> {
+        let state = self.fs.state();
+        if state.generation != self.generation {
+            return Err(dead_process());
+        }
+        match state.files.get(&self.path) {
+            Some(file) => Ok(file.data.len() as u64),
+            None => Err(io::Error::new(io::ErrorKind::NotFound, "file vanished")),
+        }
+    }
 }
 
 impl SimFile {

@@ -7,6 +7,7 @@ mod checkpoint_stream;
 mod fuzz_corpus;
 mod model;
 mod preallocated;
+mod spare_background;
 
 use crate::Options;
 
