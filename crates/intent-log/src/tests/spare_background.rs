@@ -131,10 +131,11 @@ fn gated(gate: &Arc<Gate>) -> Arc<dyn FileSystem> {
 }
 
 /// Open and the first appends are acknowledged while the spare is held back (the first
-/// segment grows); once it is written, the next batch moves the log into it; every
-/// record is there after a reopen.
+/// segment grows), and so is a rotation asked for meanwhile (compaction's: it starts
+/// another growing segment instead of waiting); once the spare is written, the next batch
+/// moves the log into it; every record is there after a reopen.
 #[test]
-fn a_new_log_opens_and_appends_before_its_spare_is_written_then_moves_into_it() {
+fn a_new_log_opens_appends_and_rotates_before_its_spare_is_written_then_moves_into_it() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime();
     let gate = Arc::new(Gate::default());
@@ -142,24 +143,29 @@ fn a_new_log_opens_and_appends_before_its_spare_is_written_then_moves_into_it() 
     for i in 0..3 {
         rt.block_on(log.append(1, body(i))).unwrap();
     }
+    rt.block_on(log.rotate()).unwrap();
+    rt.block_on(log.append(1, body(3))).unwrap();
     assert!(
         gate.entered.load(Ordering::Relaxed),
         "a spare was asked for"
     );
     assert!(
         !gate.finished.load(Ordering::Relaxed),
-        "open and three appends were acknowledged before the spare was written"
+        "open, four appends and a rotation were done before the spare was written"
     );
-    let first = files_with(dir.path(), "wal");
-    assert_eq!(first.len(), 1);
-    assert!(
-        std::fs::metadata(&first[0]).unwrap().len() < SEGMENT_BYTES,
-        "the first segment grows while the spare is being written"
-    );
+    let growing = files_with(dir.path(), "wal");
+    assert_eq!(growing.len(), 2, "the rotation started a segment");
+    for path in &growing {
+        assert!(
+            std::fs::metadata(path).unwrap().len() < SEGMENT_BYTES,
+            "{} grows while the spare is being written",
+            path.display()
+        );
+    }
     gate.release();
     let deadline = Instant::now() + GATE_TIMEOUT;
-    let mut next = 3;
-    while files_with(dir.path(), "wal").len() < 2 {
+    let mut next = 4;
+    while files_with(dir.path(), "wal").len() < 3 {
         assert!(
             Instant::now() < deadline,
             "the log never moved into its spare"
@@ -169,9 +175,9 @@ fn a_new_log_opens_and_appends_before_its_spare_is_written_then_moves_into_it() 
     }
     let segments = files_with(dir.path(), "wal");
     assert_eq!(
-        std::fs::metadata(&segments[1]).unwrap().len(),
+        std::fs::metadata(&segments[2]).unwrap().len(),
         SEGMENT_BYTES,
-        "the second segment is the preallocated spare"
+        "the third segment is the preallocated spare"
     );
     rt.block_on(log.append(1, body(next))).unwrap();
     drop(log);
