@@ -3,17 +3,21 @@
 //! EIO/ENOSPC. [`StdFileSystem`] is the real one.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-/// A file the log appends to.
+/// A file the log writes to, at a position that each write advances (a handle from
+/// `create_new` starts at 0, one from `open_at` where it was asked to).
 pub trait WritableFile: Send {
-    /// Appends all of `bytes` at the end of the file.
+    /// Writes all of `bytes` at the handle's position (over existing bytes, or past the end).
     fn write_all(&mut self, bytes: &[u8]) -> io::Result<()>;
     /// `fdatasync`: data and the metadata needed to read it back.
     fn sync_data(&mut self) -> io::Result<()>;
     /// `fsync`: everything.
     fn sync_all(&mut self) -> io::Result<()>;
+    /// The file's length now (zeros preallocated past the data included).
+    fn file_len(&self) -> io::Result<u64>;
 }
 
 /// A held lock; dropping it releases the lock.
@@ -34,10 +38,47 @@ pub trait FileSystem: Send + Sync + 'static {
         let len = bytes.len() as u64;
         Ok((Box::new(io::Cursor::new(bytes)), len))
     }
-    /// Creates a new file for appending; fails if it exists.
+    /// Creates a new file for writing from offset 0; fails if it exists.
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn WritableFile>>;
-    /// Opens an existing file for appending at its end.
-    fn open_append(&self, path: &Path) -> io::Result<Box<dyn WritableFile>>;
+    /// Opens an existing file for writing at `offset` (over what is there, then past it).
+    fn open_at(&self, path: &Path, offset: u64) -> io::Result<Box<dyn WritableFile>>;
+    /// Creates a new file of `len` zero bytes, physically written and their data synced
+    /// (the directory is not): a spare segment, so that the appends into it later overwrite
+    /// allocated, written blocks and an `fdatasync` has no size or extent change to journal.
+    /// The log calls it from a helper thread, off the append path; it stops between two
+    /// writes once `cancel` is set (the log is closing), with `ErrorKind::Interrupted`.
+    /// A failed or cancelled one is removed (best effort: a full disk keeps no half-written
+    /// spare).
+    fn create_zeroed(&self, path: &Path, len: u64, cancel: &AtomicBool) -> io::Result<()> {
+        let mut file = self.create_new(path)?;
+        let chunk = vec![0u8; ZERO_CHUNK_BYTES];
+        let mut left = len;
+        let mut written = Ok(());
+        while left > 0 && written.is_ok() {
+            if cancel.load(Ordering::Relaxed) {
+                written = Err(io::Error::new(
+                    io::ErrorKind::Interrupted,
+                    "the log closed while its spare segment was being written",
+                ));
+                break;
+            }
+            let step = left.min(ZERO_CHUNK_BYTES as u64) as usize;
+            written = file.write_all(&chunk[..step]);
+            left -= step as u64;
+        }
+        let result = written.and_then(|()| file.sync_data());
+        if result.is_err() {
+            drop(file);
+            let _ = self.remove(path);
+        }
+        result
+    }
+    /// Gives a prepared spare its segment name: a rename, made durable by the caller's
+    /// directory sync. Apart from `rename` so that the simulated file system can tell it
+    /// from a checkpoint's rename when it injects faults.
+    fn rename_spare(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.rename(from, to)
+    }
     /// Cuts a file to `len` bytes and syncs it.
     fn truncate_and_sync(&self, path: &Path, len: u64) -> io::Result<()>;
     fn remove(&self, path: &Path) -> io::Result<()>;
@@ -48,6 +89,9 @@ pub trait FileSystem: Send + Sync + 'static {
     /// Takes an exclusive lock on `path` (creating it), or fails with `WouldBlock`.
     fn lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>>;
 }
+
+/// Zeros are written to a spare in writes of this size.
+const ZERO_CHUNK_BYTES: usize = 1 << 20;
 
 /// The operating system's file system.
 #[derive(Clone, Copy, Debug, Default)]
@@ -64,6 +108,9 @@ impl WritableFile for StdFile {
     }
     fn sync_all(&mut self) -> io::Result<()> {
         self.0.sync_all()
+    }
+    fn file_len(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
     }
 }
 
@@ -99,15 +146,13 @@ impl FileSystem for StdFileSystem {
     }
 
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
-        let file = OpenOptions::new()
-            .append(true)
-            .create_new(true)
-            .open(path)?;
+        let file = OpenOptions::new().write(true).create_new(true).open(path)?;
         Ok(Box::new(StdFile(file)))
     }
 
-    fn open_append(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
-        let file = OpenOptions::new().append(true).open(path)?;
+    fn open_at(&self, path: &Path, offset: u64) -> io::Result<Box<dyn WritableFile>> {
+        let mut file = OpenOptions::new().write(true).open(path)?;
+        file.seek(SeekFrom::Start(offset))?;
         Ok(Box::new(StdFile(file)))
     }
 

@@ -36,6 +36,7 @@ mod recovery;
 /// A simulated file system for crash tests: only with the `testing` feature.
 #[cfg(any(test, feature = "testing"))]
 pub mod sim_fs;
+mod spare;
 mod stats;
 mod writer;
 

@@ -102,7 +102,8 @@ impl Log {
         let tail = match segments.last() {
             Some(last) => reopen_last_segment(fs.as_ref(), &dir, last)?,
             None => {
-                let (tail, first) = start_first_segment(fs.as_ref(), &dir, report.next_lsn)?;
+                let (tail, first) =
+                    start_first_segment(fs.clone(), &dir, &options, report.next_lsn)?;
                 segments.push(first);
                 report.segments = 1;
                 tail
@@ -127,6 +128,9 @@ impl Log {
             segment_bytes: tail.segment_bytes,
             next_lsn,
             receiver,
+            in_place: tail.in_place,
+            spare: tail.spare,
+            spare_failed: false,
         };
         let handle = std::thread::Builder::new()
             .name("intent-log-writer".to_string())

@@ -68,6 +68,14 @@ pub struct Options {
     /// index's applied LSN): open refuses, before it changes anything, a log that would end
     /// before it. 0 when the caller knows nothing.
     pub last_lsn_min: u64,
+    /// Create each segment at `segment_bytes` with zeros written and synced before it holds
+    /// a record (prepared on a helper thread while the previous segment fills), so an
+    /// append's `fdatasync` changes no file size or extent map (`docs/wal-format.md`,
+    /// "Preallocated segments"). Off by default in the library, so that a log's files stay
+    /// byte for byte what earlier builds wrote (the scheduler's v1 fixture test compares
+    /// them); `intentctl` turns it on. Off, or with `segment_bytes` above 1 GiB, a segment
+    /// grows as it is written.
+    pub preallocate_segments: bool,
 }
 
 impl Default for Options {
@@ -80,6 +88,7 @@ impl Default for Options {
             batch_bytes_max: BATCH_BYTES_MAX_DEFAULT,
             queue_depth_max: QUEUE_DEPTH_MAX_DEFAULT,
             last_lsn_min: 0,
+            preallocate_segments: false,
         }
     }
 }

@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use crate::format::{decode_batch, SegmentHeader, SEGMENT_HEADER_BYTES};
 use crate::fs::FileSystem;
 use crate::log::Entry;
+use crate::recovery::is_zero_tail;
 use crate::recovery::SegmentInfo;
 
 /// An iterator over verified records, in LSN order, from a start LSN up to the LSN that
@@ -99,7 +100,9 @@ impl LogReader {
                 return Ok(None);
             };
             let Some(entry) = current.pending.pop_front() else {
-                if current.offset >= current.bytes.len() {
+                // The end of the segment, or its preallocated zero tail (recovery checked
+                // at open that the next segment starts right after its last record).
+                if is_zero_tail(&current.bytes, current.offset) {
                     self.current = None;
                     continue;
                 }

@@ -13,6 +13,7 @@ use crate::format::{
 };
 use crate::fs::FileSystem;
 use crate::options::RecoveryMode;
+use crate::spare::is_spare_file_name;
 
 mod repair;
 
@@ -37,7 +38,8 @@ pub struct SegmentInfo {
 pub struct TornTail {
     pub file: PathBuf,
     pub offset: u64,
-    /// Bytes from `offset` to the end of the file.
+    /// Bytes from `offset` to the last non-zero byte of the file (a preallocated segment's
+    /// zero tail after them is cut too, but not counted or kept).
     pub bytes: u64,
     /// True when every one of those bytes was zero.
     pub zero_filled: bool,
@@ -91,6 +93,18 @@ pub(crate) fn list_segments(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<(u64,
     Ok(segments)
 }
 
+/// Spare segments left by an earlier process (never activated: they hold no record).
+fn list_spares(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<PathBuf>> {
+    let names = fs
+        .list_files(dir)
+        .map_err(|error| Error::io("listing", dir, error))?;
+    Ok(names
+        .iter()
+        .filter(|name| is_spare_file_name(name))
+        .map(|name| dir.join(name))
+        .collect())
+}
+
 /// What the verifying pass found wrong in one segment.
 struct Damage {
     offset: u64,
@@ -130,7 +144,8 @@ pub(crate) fn recover(
 ) -> Result<Recovered> {
     let started = Instant::now();
     let files = list_segments(fs, dir)?;
-    let (checkpoints, leftovers) = checkpoint::list(fs, dir)?;
+    let (checkpoints, mut leftovers) = checkpoint::list(fs, dir)?;
+    leftovers.extend(list_spares(fs, dir)?);
     let Scan { segments, repair } = scan_segments(fs, &files, record_bytes_max, action)?;
     let mut report = summarize(&segments, repair.as_ref());
     report.checkpoint = check_checkpoint(fs, &checkpoints, &segments, &report)?;
@@ -190,7 +205,11 @@ fn scan_segments(
         let (info, damage) = scan_segment(path, &bytes, header, record_bytes_max, is_last);
         segments.push(info);
         if let Some(damage) = damage {
-            let repair = damaged_segment(path, bytes.len() as u64, damage, index, action)?;
+            let data_end = bytes
+                .iter()
+                .rposition(|&byte| byte != 0)
+                .map_or(0, |at| at + 1);
+            let repair = damaged_segment(path, data_end as u64, damage, index, action)?;
             return Ok(Scan {
                 segments,
                 repair: Some(repair),
@@ -227,7 +246,8 @@ fn unreadable_header(
     Err(Error::corruption(path, 0, reason))
 }
 
-/// The repair for damage found inside a segment of `file_bytes` bytes: a torn tail is cut
+/// The repair for damage found inside a segment whose last non-zero byte ends at
+/// `file_bytes` (a preallocated zero tail after it is not counted): a torn tail is cut
 /// (unless the mode is absolute), corruption is salvaged (in salvage mode) or refused.
 fn damaged_segment(
     path: &Path,
@@ -381,6 +401,11 @@ fn scan_segment(
                 offset = batch.end;
                 lsn += u64::from(batch.header.records);
             }
+            // Zeros to the end of the file after the last batch: the preallocated space
+            // not written yet, the segment's clean end. (Zeros that replaced acknowledged
+            // batches end this segment early; the next segment's first LSN, or the
+            // caller's floor for the last one, then refuses the open.)
+            Err(_) if is_zero_tail(bytes, offset) => break,
             Err(error) => {
                 damage = Some(classify(bytes, offset, &seed, is_last, error));
                 break;
@@ -396,6 +421,13 @@ fn scan_segment(
     (info, damage)
 }
 
+/// True when every byte from `offset` to the end is zero.
+pub(crate) fn is_zero_tail(bytes: &[u8], offset: usize) -> bool {
+    bytes
+        .get(offset..)
+        .is_some_and(|rest| rest.iter().all(|&byte| byte == 0))
+}
+
 /// Decides whether the batch that failed at `offset` can be a torn tail. A batch is written
 /// only after the one before it was synced, so only the last batch of the last segment can
 /// be torn; if a batch header that verifies follows the damage, the damage hit bytes that
@@ -408,7 +440,7 @@ fn classify(
     is_last: bool,
     error: FrameError,
 ) -> Damage {
-    let zero_filled = bytes[offset..].iter().all(|&byte| byte == 0);
+    let zero_filled = is_zero_tail(bytes, offset);
     let header_verifies = BatchHeader::decode(&bytes[offset..], seed).is_ok();
     let later = find_batch_header(bytes, offset + 1, seed);
     let reason = error.to_string();

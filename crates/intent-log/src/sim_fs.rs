@@ -17,6 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rand::rngs::SmallRng;
@@ -25,8 +26,10 @@ use rand::SeedableRng;
 use crate::fs::{FileSystem, LockGuard, WritableFile};
 
 mod crash;
+mod handle;
 
-use crash::{lose_unsynced_bytes, settle_entry, settle_renames};
+use crash::{lose_unsynced_bytes, revert_overwrites, settle_entry, settle_renames};
+use handle::SimHandle;
 
 /// Sector size used for torn writes.
 pub const SECTOR_BYTES: usize = 512;
@@ -40,6 +43,8 @@ pub enum SimOp {
     Create,
     Remove,
     Rename,
+    /// The rename that gives a prepared spare its segment name (`rename_spare`).
+    RenameSpare,
 }
 
 /// The error an injected fault returns.
@@ -61,10 +66,23 @@ pub struct SimFault {
     pub repeat: bool,
 }
 
+/// The durable bytes of a sector before it was overwritten in place, and which of them
+/// (`from..to`, offsets in the file) the overwrites since the last sync covered.
+#[derive(Debug, Clone)]
+struct Overwrite {
+    from: usize,
+    to: usize,
+    old: Vec<u8>,
+}
+
 #[derive(Debug)]
 struct SimFile {
     data: Vec<u8>,
     durable_len: usize,
+    /// Sectors (by index) overwritten in place since the last sync: the range of the
+    /// sector written, and the durable bytes it replaced. A crash keeps, reverts, zeroes or
+    /// garbles each range; the sector's other bytes stay as they were.
+    old_sectors: BTreeMap<usize, Overwrite>,
     entry_live: bool,
     entry_durable: bool,
     /// Set by a rename whose directory change is not durable yet: a crash either keeps
@@ -240,6 +258,7 @@ impl SimFileSystem {
             if !file.entry_live {
                 return false;
             }
+            torn += revert_overwrites(file, rng);
             torn += lose_unsynced_bytes(file, rng);
             true
         });
@@ -283,59 +302,6 @@ impl SimFileSystem {
         };
         target.copy_from_slice(bytes);
         true
-    }
-}
-
-struct SimHandle {
-    fs: SimFileSystem,
-    path: PathBuf,
-    generation: u64,
-}
-
-impl SimHandle {
-    fn with_file<T>(
-        &self,
-        op: SimOp,
-        action: impl FnOnce(&mut SimFile, Option<u64>) -> io::Result<T>,
-    ) -> io::Result<T> {
-        let mut state = self.fs.state();
-        if state.generation != self.generation {
-            return Err(dead_process());
-        }
-        state.begin(op)?;
-        let room = state
-            .capacity_bytes
-            .map(|capacity| capacity.saturating_sub(state.live_bytes()));
-        match state.files.get_mut(&self.path) {
-            Some(file) => action(file, room),
-            None => Err(io::Error::new(io::ErrorKind::NotFound, "file vanished")),
-        }
-    }
-}
-
-impl WritableFile for SimHandle {
-    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.with_file(SimOp::Write, |file, room| {
-            if let Some(room) = room {
-                if (bytes.len() as u64) > room {
-                    file.data.extend_from_slice(&bytes[..room as usize]);
-                    return Err(error_of(SimError::Enospc));
-                }
-            }
-            file.data.extend_from_slice(bytes);
-            Ok(())
-        })
-    }
-
-    fn sync_data(&mut self) -> io::Result<()> {
-        self.with_file(SimOp::Sync, |file, _| {
-            file.durable_len = file.data.len();
-            Ok(())
-        })
-    }
-
-    fn sync_all(&mut self) -> io::Result<()> {
-        self.sync_data()
     }
 }
 
@@ -423,6 +389,7 @@ impl FileSystem for SimFileSystem {
             SimFile {
                 data: Vec::new(),
                 durable_len: 0,
+                old_sectors: BTreeMap::new(),
                 entry_live: true,
                 entry_durable: false,
                 renamed_from: None,
@@ -433,10 +400,11 @@ impl FileSystem for SimFileSystem {
             fs: self.clone(),
             path: path.to_path_buf(),
             generation,
+            position: 0,
         }))
     }
 
-    fn open_append(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
+    fn open_at(&self, path: &Path, offset: u64) -> io::Result<Box<dyn WritableFile>> {
         let state = self.state();
         if state.dead {
             return Err(dead_process());
@@ -446,9 +414,50 @@ impl FileSystem for SimFileSystem {
                 fs: self.clone(),
                 path: path.to_path_buf(),
                 generation: state.generation,
+                position: offset as usize,
             })),
             _ => Err(io::Error::new(io::ErrorKind::NotFound, "no such file")),
         }
+    }
+
+    /// Modelled as one step that is not counted as an operation and is never a fault
+    /// target (the log prepares spares on a helper thread, whose timing is not
+    /// deterministic; a failed spare only means the next segment is not preallocated).
+    /// The bytes are durable, the directory entry is not, as on a real disk. It respects
+    /// the capacity limit (ENOSPC: preallocation is where a full disk shows first).
+    fn create_zeroed(&self, path: &Path, len: u64, _cancel: &AtomicBool) -> io::Result<()> {
+        let mut state = self.state();
+        if state.dead {
+            return Err(dead_process());
+        }
+        if state.files.contains_key(path) {
+            return Err(io::Error::new(io::ErrorKind::AlreadyExists, "file exists"));
+        }
+        if !state.dirs.contains(&parent(path)) {
+            return Err(io::Error::new(io::ErrorKind::NotFound, "no such directory"));
+        }
+        if let Some(capacity) = state.capacity_bytes {
+            if state.live_bytes() + len > capacity {
+                return Err(error_of(SimError::Enospc));
+            }
+        }
+        let len = len as usize;
+        state.files.insert(
+            path.to_path_buf(),
+            SimFile {
+                data: vec![0; len],
+                durable_len: len,
+                old_sectors: BTreeMap::new(),
+                entry_live: true,
+                entry_durable: false,
+                renamed_from: None,
+            },
+        );
+        Ok(())
+    }
+
+    fn rename_spare(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.rename_counted(SimOp::RenameSpare, from, to)
     }
 
     fn truncate_and_sync(&self, path: &Path, len: u64) -> io::Result<()> {
@@ -456,8 +465,9 @@ impl FileSystem for SimFileSystem {
         state.begin(SimOp::Sync)?;
         match state.files.get_mut(path) {
             Some(file) if file.entry_live => {
-                file.data.truncate(len as usize);
+                file.data.resize(len as usize, 0);
                 file.durable_len = file.data.len();
+                file.old_sectors.clear();
                 Ok(())
             }
             _ => Err(io::Error::new(io::ErrorKind::NotFound, "no such file")),
@@ -480,29 +490,7 @@ impl FileSystem for SimFileSystem {
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        let mut state = self.state();
-        state.begin(SimOp::Rename)?;
-        if state.files.contains_key(to) {
-            return Err(io::Error::other(
-                "sim: renaming over an existing name is not modelled",
-            ));
-        }
-        let Some(source) = state.files.get_mut(from).filter(|file| file.entry_live) else {
-            return Err(io::Error::new(io::ErrorKind::NotFound, "no such file"));
-        };
-        source.entry_live = false;
-        let target = SimFile {
-            data: source.data.clone(),
-            durable_len: source.durable_len,
-            entry_live: true,
-            entry_durable: false,
-            renamed_from: Some(from.to_path_buf()),
-        };
-        if !source.entry_durable {
-            state.files.remove(from);
-        }
-        state.files.insert(to.to_path_buf(), target);
-        Ok(())
+        self.rename_counted(SimOp::Rename, from, to)
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
@@ -533,5 +521,34 @@ impl FileSystem for SimFileSystem {
             path: path.to_path_buf(),
             generation,
         }))
+    }
+}
+
+impl SimFileSystem {
+    fn rename_counted(&self, op: SimOp, from: &Path, to: &Path) -> io::Result<()> {
+        let mut state = self.state();
+        state.begin(op)?;
+        if state.files.contains_key(to) {
+            return Err(io::Error::other(
+                "sim: renaming over an existing name is not modelled",
+            ));
+        }
+        let Some(source) = state.files.get_mut(from).filter(|file| file.entry_live) else {
+            return Err(io::Error::new(io::ErrorKind::NotFound, "no such file"));
+        };
+        source.entry_live = false;
+        let target = SimFile {
+            data: source.data.clone(),
+            durable_len: source.durable_len,
+            old_sectors: source.old_sectors.clone(),
+            entry_live: true,
+            entry_durable: false,
+            renamed_from: Some(from.to_path_buf()),
+        };
+        if !source.entry_durable {
+            state.files.remove(from);
+        }
+        state.files.insert(to.to_path_buf(), target);
+        Ok(())
     }
 }

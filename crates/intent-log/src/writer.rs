@@ -20,6 +20,7 @@ use crate::fs::{FileSystem, WritableFile};
 use crate::log::Shared;
 use crate::options::SyncMode;
 use crate::recovery::SegmentInfo;
+use crate::spare::Spare;
 
 /// After answering a batch, the writer spins this long for the next request before it
 /// blocks (and needs a wake-up).
@@ -51,10 +52,20 @@ pub(crate) struct Writer {
     pub segment_bytes: u64,
     pub next_lsn: u64,
     pub receiver: mpsc::Receiver<Request>,
+    /// True when the active segment is preallocated (its zeros are overwritten in place);
+    /// false when it grows as it is written.
+    pub in_place: bool,
+    /// A segment's file, being prepared or ready (`None` when segments are not
+    /// preallocated, or none was asked for yet).
+    pub spare: Option<Spare>,
+    /// Preparing the last spare failed: none is asked for again before the next rotation
+    /// (a full disk must not start a helper thread and log a warning per batch).
+    pub spare_failed: bool,
 }
 
 impl Writer {
     pub(crate) fn run(mut self) {
+        self.prepare_spare_when_due();
         let mut buffer: Vec<u8> = Vec::with_capacity(64 * 1024);
         let mut batch: Vec<AppendRequest> = Vec::new();
         let mut carried: Option<Request> = None;
@@ -93,6 +104,11 @@ impl Writer {
             last_sync = sync_started.elapsed();
             expected = batch.len();
             self.acknowledge(&mut batch);
+            if let Err(error) = self.move_into_spare_when_ready() {
+                self.poison(error, &mut batch, carried.take());
+                return;
+            }
+            self.prepare_spare_when_due();
         }
     }
 
@@ -277,15 +293,76 @@ impl Writer {
         }
     }
 
+    /// Starts preparing a spare when none is there (if the options ask for preallocated
+    /// segments): once the active segment is half full, early enough to be ready at
+    /// rotation without writing zeros (that compete with the log's own syncs for the disk)
+    /// long before they are needed; at once when the active segment grows as it is
+    /// written, so the writer can move into a preallocated one soon.
+    fn prepare_spare_when_due(&mut self) {
+        let options = &self.shared.options;
+        let due = if self.in_place {
+            self.segment_bytes >= options.segment_bytes / 2
+        } else {
+            !self.spare_failed
+        };
+        if crate::spare::wanted(options) && self.spare.is_none() && due {
+            self.spare = Some(Spare::prepare(
+                self.shared.fs.clone(),
+                &self.shared.dir,
+                self.header.segment_id + 1,
+                self.shared.options.segment_bytes,
+            ));
+        }
+    }
+
+    /// After a batch, when the active segment grows as it is written and a spare is ready:
+    /// rotate into the spare now rather than when the segment is full (a new log's first
+    /// segment, or one a rotation started before its spare was ready). An empty active
+    /// segment is left alone: the next segment would take its name (its first LSN).
+    fn move_into_spare_when_ready(&mut self) -> Result<()> {
+        if self.in_place || self.next_lsn == self.header.first_lsn {
+            return Ok(());
+        }
+        let Some(spare) = self.spare.take_if(|spare| spare.is_ready()) else {
+            return Ok(());
+        };
+        match spare.take() {
+            Some(path) => self.rotate_into(Some(&path)),
+            None => {
+                self.spare_failed = true;
+                Ok(())
+            }
+        }
+    }
+
+    /// Starts the next segment: in the spare if it is ready (never waiting for one still
+    /// being written: that one is moved into after a later batch), else a growing file.
     fn rotate(&mut self) -> Result<()> {
+        let spare = match self.spare.take_if(|spare| spare.is_ready()) {
+            Some(spare) => {
+                let path = spare.take();
+                self.spare_failed = path.is_none();
+                path
+            }
+            None => {
+                self.spare_failed = false;
+                None
+            }
+        };
+        self.rotate_into(spare.as_deref())
+    }
+
+    fn rotate_into(&mut self, spare: Option<&Path>) -> Result<()> {
         let header = SegmentHeader {
             log_id: self.header.log_id,
             segment_id: self.header.segment_id + 1,
             first_lsn: self.next_lsn,
         };
-        let (file, path) = create_segment(self.shared.fs.as_ref(), &self.shared.dir, &header)?;
+        let (file, path) =
+            create_segment(self.shared.fs.as_ref(), &self.shared.dir, &header, spare)?;
         self.file = file;
         self.header = header;
+        self.in_place = spare.is_some();
         self.segment_bytes = SEGMENT_HEADER_BYTES as u64;
         if let Ok(mut segments) = self.shared.segments.lock() {
             segments.push(SegmentInfo {
@@ -349,13 +426,35 @@ fn sync(file: &mut dyn WritableFile, mode: SyncMode, path: &Path) -> Result<()> 
 }
 
 /// Creates a segment: header written and synced, then the directory synced, so a record is
-/// never written into a segment whose header or directory entry could still vanish.
+/// never written into a segment whose header or directory entry could still vanish. With a
+/// prepared spare (zeros, synced), the header is written over its first bytes and synced
+/// before the spare is renamed to the segment's name: the segment never exists without
+/// its durable header. Without one, a new empty file is created.
 pub(crate) fn create_segment(
     fs: &dyn FileSystem,
     dir: &Path,
     header: &SegmentHeader,
+    spare: Option<&Path>,
 ) -> Result<(Box<dyn WritableFile>, PathBuf)> {
     let path = dir.join(segment_file_name(header.first_lsn));
+    if let Some(spare) = spare {
+        let mut file = fs
+            .open_at(spare, 0)
+            .map_err(|error| Error::io("opening the spare segment", spare, error))?;
+        file.write_all(&header.encode())
+            .map_err(|error| Error::io("writing the header of", spare, error))?;
+        file.sync_data()
+            .map_err(|error| Error::io("syncing", spare, error))?;
+        drop(file);
+        fs.rename_spare(spare, &path)
+            .map_err(|error| Error::io("renaming the spare segment to", &path, error))?;
+        fs.sync_dir(dir)
+            .map_err(|error| Error::io("syncing", dir, error))?;
+        let file = fs
+            .open_at(&path, SEGMENT_HEADER_BYTES as u64)
+            .map_err(|error| Error::io("opening", &path, error))?;
+        return Ok((file, path));
+    }
     let mut file = fs
         .create_new(&path)
         .map_err(|error| Error::io("creating", &path, error))?;

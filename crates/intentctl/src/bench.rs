@@ -1,12 +1,15 @@
-//! `intentctl bench wal`: the log against baselines measured in the same run on the same
-//! disk: a raw write+fdatasync ceiling, SQLite (WAL, synchronous=FULL) and sled 0.34, at
-//! 1, 16 and 256 concurrent appenders; then replay of a large log from a cold cache.
+//! `intentctl bench wal`: the log (with preallocated segments, as `intentctl serve` opens
+//! it, and with growing ones) against baselines measured in the same run on the same disk:
+//! raw write+fdatasync ceilings (appending, and overwriting a preallocated file), SQLite
+//! (WAL, synchronous=FULL) and sled 0.34, at 1, 16 and 256 concurrent appenders; the time
+//! to open a new log, acknowledge its first append and close it; then replay of a large
+//! log from a cold cache.
+
+mod log_cases;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
@@ -81,6 +84,8 @@ fn wal(args: WalBenchArgs) -> anyhow::Result<ExitCode> {
     };
     let rows = measure_cases(&args, scratch.path(), duration, &progress)?;
     let ratios = ratios(&rows, &args.concurrency);
+    progress("new logs: open, first append, close");
+    let new_logs = log_cases::new_logs(scratch.path())?;
     let replay_result = if args.replay_mib > 0 {
         Some(replay_case(args.replay_mib, scratch.path(), &progress)?)
     } else {
@@ -93,15 +98,17 @@ fn wal(args: WalBenchArgs) -> anyhow::Result<ExitCode> {
             .collect();
         println!(
             "{}",
-            json!({"record_bytes": RECORD_BYTES, "seconds_per_case": args.seconds, "rows": rows, "ratios": ratios, "replay": replay_result})
+            json!({"record_bytes": RECORD_BYTES, "seconds_per_case": args.seconds, "rows": rows, "ratios": ratios, "new_logs": new_logs, "replay": replay_result})
         );
     } else {
         print_table(args.seconds, &rows, &ratios, replay_result.as_ref());
+        log_cases::print_new_logs(&new_logs);
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// The log and the raw ceiling at each concurrency, then SQLite and sled.
+/// The raw ceilings and the log (preallocated, then growing) at each concurrency, then
+/// SQLite and sled.
 fn measure_cases(
     args: &WalBenchArgs,
     scratch: &Path,
@@ -116,12 +123,22 @@ fn measure_cases(
             concurrency,
             duration,
         )?);
-        progress(&format!("intent-log, {concurrency} appenders"));
-        rows.push(intent_log_case(
-            &scratch.join(format!("log-{concurrency}")),
+        progress(&format!("raw in place, batches of {concurrency}"));
+        rows.push(log_cases::raw_in_place(
+            &scratch.join(format!("raw-in-place-{concurrency}")),
             concurrency,
             duration,
         )?);
+        for preallocate in [true, false] {
+            let name = log_cases::log_system(preallocate);
+            progress(&format!("{name}, {concurrency} appenders"));
+            rows.push(log_cases::intent_log_case(
+                &scratch.join(format!("log-{concurrency}-{preallocate}")),
+                concurrency,
+                duration,
+                preallocate,
+            )?);
+        }
     }
     progress("SQLite");
     rows.push(sqlite_case(&scratch.join("sqlite-1.db"), 1, duration)?);
@@ -132,7 +149,7 @@ fn measure_cases(
     Ok(rows)
 }
 
-/// The log against the raw ceiling at each concurrency, and against SQLite.
+/// Each log against the raw ceilings at each concurrency, and against SQLite.
 fn ratios(rows: &[Row], concurrencies: &[usize]) -> Vec<(String, f64)> {
     let find = |system: &str, concurrency: usize| {
         rows.iter()
@@ -140,22 +157,33 @@ fn ratios(rows: &[Row], concurrencies: &[usize]) -> Vec<(String, f64)> {
             .map(|row| row.records_per_s)
     };
     let mut ratios = Vec::new();
-    for &concurrency in concurrencies {
-        if let (Some(log), Some(raw)) = (
-            find("intent-log", concurrency),
-            find("raw write+fdatasync", concurrency),
-        ) {
-            ratios.push((
-                format!("intent-log / raw ceiling at {concurrency}"),
-                log / raw,
-            ));
+    let mut push = |name: String, over: Option<f64>, under: Option<f64>| {
+        if let (Some(over), Some(under)) = (over, under) {
+            ratios.push((name, over / under));
         }
-    }
-    if let (Some(log), Some(sqlite)) = (find("intent-log", 256), find("sqlite txn per record", 1)) {
-        ratios.push((
-            "intent-log at 256 / SQLite txn per record".to_string(),
-            log / sqlite,
-        ));
+    };
+    let sqlite = find("sqlite txn per record", 1);
+    for preallocate in [true, false] {
+        let log = log_cases::log_system(preallocate);
+        for &concurrency in concurrencies {
+            for raw in ["raw write+fdatasync", "raw in place"] {
+                push(
+                    format!("{log} / {raw} at {concurrency}"),
+                    find(log, concurrency),
+                    find(raw, concurrency),
+                );
+            }
+        }
+        push(
+            format!("{log} at 1 / SQLite txn per record"),
+            find(log, 1),
+            sqlite,
+        );
+        push(
+            format!("{log} at 256 / SQLite txn per record"),
+            find(log, 256),
+            sqlite,
+        );
     }
     ratios
 }
@@ -217,7 +245,7 @@ fn print_table(
     }
     println!();
     for (name, ratio) in ratios {
-        println!("{name:<45} {ratio:>8.2}x");
+        println!("{name:<56} {ratio:>8.2}x");
     }
     if let Some(replay) = replay {
         println!();
@@ -290,46 +318,6 @@ fn raw_ceiling(path: &Path, concurrency: usize, duration: Duration) -> anyhow::R
         started.elapsed(),
         latencies,
     ))
-}
-
-fn intent_log_case(dir: &Path, concurrency: usize, duration: Duration) -> anyhow::Result<Row> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let (log, _) = Log::open(dir, Options::default())?;
-    let log = Arc::new(log);
-    let stop = Arc::new(AtomicBool::new(false));
-    let started = Instant::now();
-    let results = runtime.block_on(async {
-        let mut tasks = Vec::new();
-        for _ in 0..concurrency {
-            let log = log.clone();
-            let stop = stop.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                while !stop.load(Ordering::Relaxed) {
-                    let begun = Instant::now();
-                    log.append(1, vec![0x5a; RECORD_BYTES]).await?;
-                    latencies.push(micros_since(begun));
-                }
-                Ok::<_, intent_log::Error>(latencies)
-            }));
-        }
-        tokio::time::sleep(duration).await;
-        stop.store(true, Ordering::Relaxed);
-        let mut all = Vec::new();
-        for task in tasks {
-            all.push(task.await);
-        }
-        all
-    });
-    let elapsed = started.elapsed();
-    let mut latencies = Vec::new();
-    for result in results {
-        latencies.extend(result??);
-    }
-    let records = latencies.len() as u64;
-    Ok(row("intent-log", concurrency, records, elapsed, latencies))
 }
 
 /// SQLite in WAL mode with synchronous=FULL: one transaction per `per_txn` records.

@@ -308,6 +308,9 @@ impl ServeConfig {
             sync_mode: self.sync_mode()?,
             recovery_mode: self.recovery_mode()?,
             segment_bytes: self.segment_bytes,
+            // Segments of synced zeros, overwritten in place: an append's fdatasync has no
+            // file size to journal (docs/wal-format.md, "Preallocated segments").
+            preallocate_segments: true,
             ..intent_log::Options::default()
         };
         options.batch_bytes_max = options

@@ -22,6 +22,11 @@ pub(super) fn make_repairs(
         fs.remove(leftover)
             .map_err(|error| Error::io("removing", leftover, error))?;
     }
+    if !leftovers.is_empty() {
+        // Durable before a spare of the same name is prepared again.
+        fs.sync_dir(dir)
+            .map_err(|error| Error::io("syncing", dir, error))?;
+    }
     match repair {
         None => {}
         Some(Repair::CutTornTail(torn)) => cut_torn_tail(fs, dir, &torn)?,
@@ -58,7 +63,8 @@ fn cut_torn_tail(fs: &dyn FileSystem, dir: &Path, torn: &TornTail) -> Result<()>
         .unwrap_or("segment");
     let target = aside_dir.join(format!("{name}.at-{}.{}", torn.offset, unix_nanos()));
     let from = (torn.offset as usize).min(bytes.len());
-    copy_aside(fs, &target, &bytes[from..])?;
+    let to = from.saturating_add(torn.bytes as usize).min(bytes.len());
+    copy_aside(fs, &target, &bytes[from..to])?;
     fs.sync_dir(&aside_dir)
         .map_err(|error| Error::io("syncing", &aside_dir, error))?;
     fs.truncate_and_sync(&torn.file, torn.offset)

@@ -83,3 +83,36 @@ pub(super) fn lose_unsynced_bytes(file: &mut SimFile, rng: &mut SmallRng) -> u64
     file.durable_len = file.data.len();
     torn
 }
+
+/// A crash settles each sector overwritten in place since the last sync: most often the
+/// new bytes reached the disk; otherwise the bytes written are the old ones again, or
+/// zeros, or garbage. The sector's bytes outside what was written (durable) never change.
+/// Returns how many sectors it did not keep as written.
+pub(super) fn revert_overwrites(file: &mut SimFile, rng: &mut SmallRng) -> u64 {
+    let mut torn = 0;
+    for (sector, overwrite) in std::mem::take(&mut file.old_sectors) {
+        let start = sector * SECTOR_BYTES;
+        let (from, to) = (overwrite.from, overwrite.to);
+        let Some(old) = overwrite.old.get(from - start..to - start) else {
+            continue;
+        };
+        let Some(target) = file.data.get_mut(from..to) else {
+            continue;
+        };
+        let roll = rng.gen_range(0..100);
+        if roll < 50 {
+            continue;
+        }
+        torn += 1;
+        if roll < 80 {
+            target.copy_from_slice(old);
+        } else if roll < 95 {
+            target.fill(0);
+        } else {
+            for byte in target.iter_mut() {
+                *byte = rng.gen();
+            }
+        }
+    }
+    torn
+}

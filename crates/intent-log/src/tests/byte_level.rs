@@ -1,6 +1,13 @@
 //! Damage on real files: every single-byte flip and every truncation point of a small
 //! multi-segment log is detected (open refuses naming the file, or cuts a torn tail of the
 //! last segment and keeps an exact prefix) and never returns a wrong record.
+//!
+//! These run on segments that grow as they are written (`preallocate_segments: false`, the
+//! default, and the layout of logs written before preallocation): every byte of such a file is log data.
+//! `preallocated.rs` runs the same damage on preallocated segments and their zero tails.
+//!
+//! Past 600 lines because the decision table and the sweeps share one reference log and
+//! its helpers; a split would repeat them.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -18,6 +25,15 @@ fn options() -> Options {
         segment_bytes: 600,
         record_bytes_max: 64,
         batch_bytes_max: 200,
+        preallocate_segments: false,
+        ..Options::default()
+    }
+}
+
+/// The default limits, on segments that grow as they are written.
+fn growing() -> Options {
+    Options {
+        preallocate_segments: false,
         ..Options::default()
     }
 }
@@ -295,11 +311,33 @@ fn a_torn_tail_is_moved_aside_and_garbage_before_a_complete_batch_is_corruption(
     let last = paths.last().unwrap();
     let original = fs::read(last).unwrap();
 
-    // Zeros or garbage after the last batch: what a torn write leaves. Cut, kept aside.
-    for tail in [
-        vec![0u8; 8192],
-        (0..400u32).map(|i| (i * 7 + 1) as u8).collect(),
-    ] {
+    // Zeros after the last batch: the clean end (a preallocated tail, or a torn write
+    // whose sectors were all lost: nothing of it was acknowledged). Nothing is cut.
+    let work = tempfile::tempdir().unwrap();
+    copy_log(reference.path(), work.path());
+    let mut zero_tail = original.clone();
+    zero_tail.extend_from_slice(&[0u8; 8192]);
+    let target = work.path().join(last.file_name().unwrap());
+    fs::write(&target, &zero_tail).unwrap();
+    let (log, report) = Log::open(work.path(), options()).unwrap();
+    assert!(report.torn_tail.is_none(), "{:?}", report.torn_tail);
+    assert_eq!(super::read_all(&log).len(), RECORDS as usize);
+    drop(log);
+    let after = fs::read(&target).unwrap();
+    assert_eq!(after.len(), zero_tail.len(), "nothing was cut");
+    assert_eq!(
+        after[..original.len()],
+        original[..],
+        "the records are as they were"
+    );
+    assert!(
+        !work.path().join(crate::TORN_DIR).exists(),
+        "nothing was moved aside"
+    );
+
+    // Garbage after the last batch: what a torn write leaves. Cut, kept aside.
+    {
+        let tail: Vec<u8> = (0..400u32).map(|i| (i * 7 + 1) as u8).collect();
         let work = tempfile::tempdir().unwrap();
         copy_log(reference.path(), work.path());
         let mut damaged = original.clone();
@@ -311,7 +349,7 @@ fn a_torn_tail_is_moved_aside_and_garbage_before_a_complete_batch_is_corruption(
             (torn.offset, torn.bytes),
             (original.len() as u64, tail.len() as u64)
         );
-        assert_eq!(torn.zero_filled, tail.iter().all(|&b| b == 0));
+        assert!(!torn.zero_filled);
         assert_eq!(super::read_all(&log).len(), RECORDS as usize);
         drop(log);
         let aside: Vec<PathBuf> = fs::read_dir(work.path().join(crate::TORN_DIR))
@@ -325,7 +363,7 @@ fn a_torn_tail_is_moved_aside_and_garbage_before_a_complete_batch_is_corruption(
     // Damage with a complete batch after it, in the last segment: in synced bytes.
     let work = tempfile::tempdir().unwrap();
     let rt = runtime();
-    let (log, _) = Log::open(work.path(), Options::default()).unwrap();
+    let (log, _) = Log::open(work.path(), growing()).unwrap();
     for i in 0..10 {
         rt.block_on(log.append(1, body(i))).unwrap();
     }
@@ -337,7 +375,7 @@ fn a_torn_tail_is_moved_aside_and_garbage_before_a_complete_batch_is_corruption(
     let mut damaged = original.clone();
     damaged[middle + 3] ^= 0x40; // inside a batch header, with batches after it
     fs::write(&only, &damaged).unwrap();
-    let error = Log::open(work.path(), Options::default()).unwrap_err();
+    let error = Log::open(work.path(), growing()).unwrap_err();
     assert!(
         error.is_corruption() && error.to_string().contains(&format!("offset {middle}")),
         "{error}"
@@ -388,7 +426,7 @@ fn a_missing_middle_segment_and_a_foreign_segment_are_corruption() {
 fn one_bit_flip_in_an_acknowledged_batch_is_corruption_not_a_torn_tail() {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime();
-    let (log, _) = Log::open(dir.path(), Options::default()).unwrap();
+    let (log, _) = Log::open(dir.path(), growing()).unwrap();
     for i in 0..3000u32 {
         rt.block_on(log.append(1, body(i))).unwrap();
     }
@@ -404,7 +442,7 @@ fn one_bit_flip_in_an_acknowledged_batch_is_corruption_not_a_torn_tail() {
         verified.as_ref().is_err_and(|error| error.is_corruption()),
         "verify must call a flip in an acknowledged batch corruption: {verified:?}"
     );
-    let error = Log::open(dir.path(), Options::default()).unwrap_err();
+    let error = Log::open(dir.path(), growing()).unwrap_err();
     assert!(error.is_corruption(), "{error}");
     assert_eq!(
         fs::read(&paths[0]).unwrap(),
@@ -522,9 +560,41 @@ fn recovery_decision_table() {
         bytes[at] ^= 0x01;
         fs::write(&paths[0], &bytes).unwrap();
     };
+    let zero_tail: Damage = |_, paths| {
+        // What a preallocated segment looks like: zeros after the last batch.
+        let last = paths.last().unwrap();
+        let mut bytes = fs::read(last).unwrap();
+        bytes.extend_from_slice(&[0u8; 700]);
+        fs::write(last, &bytes).unwrap();
+    };
+    let earlier_zero_tail_not_zero: Damage = |_, paths| {
+        let mut bytes = fs::read(&paths[0]).unwrap();
+        bytes.extend_from_slice(&[0u8; 300]);
+        let at = bytes.len() - 100;
+        bytes[at] = 0x01;
+        fs::write(&paths[0], &bytes).unwrap();
+    };
     let middle_segment_missing: Damage = |_, paths| fs::remove_file(&paths[1]).unwrap();
     let first_segment_missing: Damage = |_, paths| fs::remove_file(&paths[0]).unwrap();
-    let rows: [(&str, Damage, Expect, Expect); 7] = [
+    let rows: [(&str, Damage, Expect, Expect); 9] = [
+        (
+            "zeros from the last batch to the end of the file (a preallocated zero tail)",
+            zero_tail,
+            Expect::Opens {
+                records: RECORDS as usize,
+                cut: false,
+            },
+            Expect::Opens {
+                records: RECORDS as usize,
+                cut: false,
+            },
+        ),
+        (
+            "a non-zero byte in the zero tail of a segment that is not the last",
+            earlier_zero_tail_not_zero,
+            Expect::Refuses("not the last"),
+            Expect::Refuses("not the last"),
+        ),
         (
             "last batch torn",
             last_batch_torn,

@@ -6,15 +6,19 @@ mod byte_level;
 mod checkpoint_stream;
 mod fuzz_corpus;
 mod model;
+mod preallocated;
+mod spare_background;
 
 use crate::Options;
 
-/// Small limits so a few records rotate segments and fill batches.
+/// Small limits so a few records rotate segments and fill batches; preallocated segments
+/// (the crash model then covers spares, activation and in-place overwrites).
 pub(crate) fn small_options() -> Options {
     Options {
         segment_bytes: 1024,
         record_bytes_max: 128,
         batch_bytes_max: 512,
+        preallocate_segments: true,
         ..Options::default()
     }
 }
