@@ -8,6 +8,7 @@ mod demo_e2e;
 mod disk_full;
 mod engine_http;
 mod operator_cli;
+mod serve_signals;
 mod sidecar_api;
 mod support;
 mod wal_cli;

@@ -35,6 +35,8 @@ pub struct SimArgs {
 
 /// Runs the simulators until a signal arrives.
 pub async fn run(args: SimArgs) -> anyhow::Result<()> {
+    // Before the addresses are printed: a stop right after them is graceful.
+    let signals = crate::signals::Signals::install()?;
     let (purple_flea, aeeron) = start(&args).await?;
     if args.json {
         let line = serde_json::json!({
@@ -48,7 +50,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     }
     // println! flushes at each newline only when stdout is a terminal; a pipe needs this.
     std::io::Write::flush(&mut std::io::stdout()).context("writing the addresses")?;
-    let signal = crate::signals::wait_for_signal().await?;
+    let signal = signals.wait().await;
     tracing::info!(signal, "shutting down the simulators");
     tokio::join!(purple_flea.shutdown(), aeeron.shutdown());
     Ok(())

@@ -172,6 +172,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Some(path) => ServeConfig::load(path)?,
         None => ServeConfig::defaults(&args.purple_flea, &args.aeeron),
     };
+    // Before `listening` is printed: a SIGTERM right after it drains the engine.
+    let signals = crate::signals::Signals::install()?;
     let (engine, listener) = open(&args, &config).await?;
     let (stop, stopped) = watch::channel(false);
     let slot = Arc::new(EngineSlot::new(engine));
@@ -187,10 +189,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         shutdown: stopped,
     };
     let signal = async move {
-        match crate::signals::wait_for_signal().await {
-            Ok(name) => tracing::info!(signal = name, "shutting down"),
-            Err(error) => tracing::error!(%error, "signal handler"),
-        }
+        let name = signals.wait().await;
+        tracing::info!(signal = name, "shutting down");
         // Nobody listening any more only means everyone has stopped already.
         let _ = stop.send(true);
     };
