@@ -47,6 +47,10 @@ pub async fn open_engine(
         .context("building the Purple Flea connector")?;
     let mut config = EngineConfig::new(data_dir);
     config.index = index;
+    // As `intentctl serve` opens its log (and as a long-running daemon should): segments
+    // preallocated with synced zeros. The library's default leaves it off, since every
+    // open would write a 64 MiB spare (docs/wal-format.md, "Preallocated segments").
+    config.log.preallocate_segments = true;
     let (engine, _) = Engine::open(config, vec![ConnectorSettings::new(Arc::new(connector))])
         .await
         .context("opening the engine")?;
