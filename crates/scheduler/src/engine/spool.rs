@@ -47,6 +47,10 @@ pub(super) struct Spool {
     /// Bytes appended to the current file.
     len: u64,
     generation: u64,
+    /// A write failed: bytes past `len` are unknown, so nothing more is appended to this
+    /// file. The entries before it still read back; the next compaction copies them and
+    /// `reset` starts a new file.
+    broken: bool,
 }
 
 impl Spool {
@@ -71,11 +75,19 @@ impl Spool {
             file: None,
             len: 0,
             generation: rand::random(),
+            broken: false,
         })
     }
 
     /// Appends `bodies` in order; returns the offset of each.
     pub(super) fn append(&mut self, bodies: &[Vec<u8>]) -> Result<Vec<u64>> {
+        if self.broken {
+            return Err(Error::Index(
+                "a write to the retired spool failed earlier: retirement waits for the next \
+                 checkpoint (which copies what the spool holds) and a new spool"
+                    .into(),
+            ));
+        }
         if self.file.is_none() {
             self.generation = self.generation.wrapping_add(1);
             let path = self
@@ -101,11 +113,11 @@ impl Spool {
             buffer.extend_from_slice(body);
         }
         if let Err(error) = file.write_all(&buffer) {
-            // What was written of this batch is unknown: start a new file next time
-            // (nothing in this one is referenced once the caller drops these entries).
-            let failed = Error::Index(format!("writing {}: {error}", path.display()));
-            self.file = None;
-            return Err(failed);
+            // What was written of this batch is unknown: append nothing more here. The
+            // file is kept: the entries before `len` are referenced by retired intents
+            // and the next compaction reads them (switching files would orphan them).
+            self.broken = true;
+            return Err(Error::Index(format!("writing {}: {error}", path.display())));
         }
         self.len += buffer.len() as u64;
         Ok(offsets)
@@ -138,6 +150,7 @@ impl Spool {
             }
         }
         self.len = 0;
+        self.broken = false;
     }
 }
 

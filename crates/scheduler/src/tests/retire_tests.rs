@@ -166,7 +166,7 @@ async fn reopen(dir: &Path, fs: &SimFileSystem) -> Engine {
 }
 
 /// A crash (power cut: unsynced bytes torn or lost) at every step of a compaction that
-/// copies retired intents from the index and finished ones from the previous checkpoint;
+/// copies retired intents from the spool and finished ones from the previous checkpoint;
 /// half the time the index is lost too. Every key stays deduplicated.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_at_every_step_of_compaction_keeps_every_key() {
@@ -347,4 +347,61 @@ async fn a_damaged_or_lost_spool_fails_the_compaction_and_loses_nothing() {
         check_deduplicated(&engine, &done, damage).await;
         engine.shutdown().await;
     }
+}
+
+/// A failed write to the spool stops retirement (the intents stay in memory) but keeps
+/// the entries written before it: the next compaction copies them and the intents in
+/// memory into its checkpoint, the spool starts over, and retirement resumes. (Switching
+/// to a new file at the failure orphaned the earlier entries: every later compaction
+/// failed until a restart.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_spool_write_waits_for_the_next_checkpoint_and_loses_nothing() {
+    use intent_log::sim_fs::{SimError, SimFault, SimOp};
+    let dir = tempfile::tempdir().unwrap();
+    let fs = SimFileSystem::new(3);
+    let (engine, _) = open(dir.path(), Some(&fs)).await.unwrap();
+    let mut done = run(&engine, 0..3).await;
+    assert_eq!(engine.retire_finished().await.unwrap(), 3);
+    done.extend(run(&engine, 3..5).await);
+    // The engine is idle: the next write is the spool's, in the next retirement.
+    fs.inject(SimFault {
+        op: SimOp::Write,
+        skip: 0,
+        error: SimError::Eio,
+        repeat: false,
+    });
+    let failed = engine
+        .retire_finished()
+        .await
+        .expect_err("the spool write fails");
+    assert_eq!(fs.faults_fired(), 1, "the fault fired");
+    assert!(failed.to_string().contains("spool"), "{failed}");
+    assert_eq!(in_memory(&engine), 2, "the two stay in memory");
+    let again = engine
+        .retire_finished()
+        .await
+        .expect_err("the spool is broken");
+    assert!(again.to_string().contains("failed earlier"), "{again}");
+    assert_eq!(in_memory(&engine), 2);
+    check_deduplicated(&engine, &done, "after the failed write").await;
+
+    let report = engine.compact().await.unwrap();
+    assert_eq!(
+        report.kept, 5,
+        "3 from the spool, 2 from memory: {report:?}"
+    );
+    assert_eq!(in_memory(&engine), 0);
+    done.extend(run(&engine, 5..7).await);
+    assert_eq!(
+        engine.retire_finished().await.unwrap(),
+        2,
+        "retirement resumed"
+    );
+    let report = engine.compact().await.unwrap();
+    assert_eq!(report.kept, 7, "{report:?}");
+    check_deduplicated(&engine, &done, "after two compactions").await;
+    engine.shutdown().await;
+    let (engine, _) = open(dir.path(), Some(&fs)).await.unwrap();
+    check_deduplicated(&engine, &done, "after a restart").await;
+    engine.shutdown().await;
 }
