@@ -95,13 +95,19 @@ impl CheckpointEntries {
 
     /// The next retired intent inside the window, read back from the retired spool.
     fn next_retired(&mut self) -> Result<Option<(u8, Vec<u8>)>> {
-        let Some(spool) = self.spool.as_mut() else {
+        let Some(mut spool) = self.spool.take() else {
             return match self.retired.next() {
                 Some(entry) => Err(missing(entry, "the retired spool is closed")),
                 None => Ok(None),
             };
         };
-        for entry in self.retired.by_ref() {
+        let next = self.next_retired_from(&mut spool);
+        self.spool = Some(spool);
+        next
+    }
+
+    fn next_retired_from(&mut self, spool: &mut SpoolReader) -> Result<Option<(u8, Vec<u8>)>> {
+        while let Some(entry) = self.retired.next() {
             let body = spool
                 .read_at(entry.spool_offset)
                 .map_err(|error| missing(entry, &error.to_string()))?;
@@ -115,24 +121,38 @@ impl CheckpointEntries {
             if intent.spec.id != entry.id || intent.last_lsn != entry.last_lsn {
                 return Err(missing(entry, "the retired spool holds another intent"));
             }
-            if self.expiry.expired(&intent) {
-                self.expired += 1;
-                continue;
+            if self.keep(&intent) {
+                return Ok(Some((RECORD_KIND, body)));
             }
-            self.kept += 1;
-            *self.retained.entry(intent.state.name()).or_insert(0) += 1;
-            self.keys
-                .insert(&intent.spec.connector, &intent.spec.idempotency_key);
-            return Ok(Some((RECORD_KIND, body)));
         }
         Ok(None)
     }
 
+    /// Counts a finished intent out of memory: written (true; its key goes into the new
+    /// filter) or expired (false).
+    fn keep(&mut self, intent: &Intent) -> bool {
+        if self.expiry.expired(intent) {
+            self.expired += 1;
+            return false;
+        }
+        self.kept += 1;
+        *self.retained.entry(intent.state.name()).or_insert(0) += 1;
+        self.keys
+            .insert(&intent.spec.connector, &intent.spec.idempotency_key);
+        true
+    }
+
     /// The next finished intent of the previous checkpoint inside the window, as it is.
     fn next_previous(&mut self) -> Result<Option<(u8, Vec<u8>)>> {
-        let Some(reader) = self.previous.as_mut() else {
+        let Some(mut reader) = self.previous.take() else {
             return Ok(None);
         };
+        let next = self.next_from(&mut reader);
+        self.previous = Some(reader);
+        next
+    }
+
+    fn next_from(&mut self, reader: &mut CheckpointReader) -> Result<Option<(u8, Vec<u8>)>> {
         for entry in reader.by_ref() {
             let (kind, body) = entry?;
             if kind != RECORD_KIND {
@@ -149,15 +169,9 @@ impl CheckpointEntries {
             if !is_finished(&intent.state) || self.written.contains(&intent.spec.id) {
                 continue;
             }
-            if self.expiry.expired(&intent) {
-                self.expired += 1;
-                continue;
+            if self.keep(&intent) {
+                return Ok(Some((kind, body)));
             }
-            self.kept += 1;
-            *self.retained.entry(intent.state.name()).or_insert(0) += 1;
-            self.keys
-                .insert(&intent.spec.connector, &intent.spec.idempotency_key);
-            return Ok(Some((kind, body)));
         }
         Ok(None)
     }
