@@ -69,8 +69,9 @@ fn capped_text(text: &str, bytes_max: usize) -> String {
 pub struct IntentId(pub [u8; 16]);
 
 impl IntentId {
-    /// A new id: a UUIDv7 (48 bits of Unix milliseconds, then 74 random bits), so ids
-    /// made together sort together. The index keys intents by id: time-ordered ids make
+    /// A new id: a UUIDv7 (48 bits of Unix milliseconds, then a counter and random bits:
+    /// the uuid crate keeps them increasing within a process), so ids made together sort
+    /// together. The index keys intents by id: time-ordered ids make
     /// retirement's inserts land on the tree's newest pages instead of random ones that
     /// the page cache no longer holds (issue 11). Nothing relies on the order; it is
     /// not a clock (the engine's clock decides ages).

@@ -11,6 +11,7 @@
 //! force and nothing is deleted.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use intent_log::CheckpointReader;
 
@@ -19,6 +20,7 @@ use super::retired_keys::RetiredKeys;
 use super::spool::{digest, SpoolReader};
 use super::state::is_finished;
 use crate::error::{Error, Result};
+use crate::index::StateStore;
 use crate::intent::{Intent, IntentId, StateName};
 use crate::record::{Record, RECORD_KIND};
 
@@ -42,11 +44,18 @@ impl Expiry {
     }
 }
 
+/// Where the retired intents are read back: the spool, and the index when the spool
+/// fails (a damaged or lost spool must not stop compaction until a restart).
+pub(super) struct RetiredSources {
+    pub(super) spool: Option<SpoolReader>,
+    pub(super) store: Option<Arc<dyn StateStore>>,
+}
+
 /// The lazily produced entries of one checkpoint.
 pub(super) struct CheckpointEntries {
     /// Pauses and the intents in memory, already encoded.
     head: std::vec::IntoIter<(u8, Vec<u8>)>,
-    spool: Option<SpoolReader>,
+    sources: RetiredSources,
     retired: std::vec::IntoIter<Retired>,
     previous: Option<CheckpointReader>,
     /// Intents written from memory or from `retired`: not copied again from `previous`.
@@ -55,9 +64,12 @@ pub(super) struct CheckpointEntries {
     pub(super) error: Option<Error>,
     /// Intents written (from every source).
     pub(super) kept: usize,
-    /// Finished intents dropped as expired (from the index or the previous checkpoint).
+    /// Finished intents dropped as expired (retired ones, or the previous checkpoint's).
     pub(super) expired: usize,
-    /// Finished intents written from the index or the previous checkpoint, by state.
+    /// Retired intents read from the index because the spool failed.
+    pub(super) from_index: usize,
+    /// Finished intents written from the spool, the index or the previous checkpoint, by
+    /// state.
     pub(super) retained: HashMap<StateName, usize>,
     /// Their keys: the filter that replaces the engine's once this checkpoint is in
     /// force (keys past the window leave it).
@@ -70,7 +82,7 @@ impl CheckpointEntries {
         head: Vec<(u8, Vec<u8>)>,
         written: HashSet<IntentId>,
         retired: Vec<Retired>,
-        spool: Option<SpoolReader>,
+        sources: RetiredSources,
         previous: Option<CheckpointReader>,
         expiry: Expiry,
         keys_expected: usize,
@@ -80,7 +92,7 @@ impl CheckpointEntries {
         written.extend(retired.iter().map(|entry| entry.id));
         CheckpointEntries {
             head: head.into_iter(),
-            spool,
+            sources,
             retired: retired.into_iter(),
             previous,
             written,
@@ -88,44 +100,54 @@ impl CheckpointEntries {
             error: None,
             kept: head_intents,
             expired: 0,
+            from_index: 0,
             retained: HashMap::new(),
             keys: RetiredKeys::with_capacity(keys_expected),
         }
     }
 
-    /// The next retired intent inside the window, read back from the retired spool.
+    /// The next retired intent inside the window, read back from the retired spool, or
+    /// from the index once the spool failed (each copy checked against the digest memory
+    /// took; both failing fails the compaction, and nothing is deleted).
     fn next_retired(&mut self) -> Result<Option<(u8, Vec<u8>)>> {
-        let Some(mut spool) = self.spool.take() else {
-            return match self.retired.next() {
-                Some(entry) => Err(missing(entry, "the retired spool is closed")),
-                None => Ok(None),
-            };
-        };
-        let next = self.next_retired_from(&mut spool);
-        self.spool = Some(spool);
-        next
-    }
-
-    fn next_retired_from(&mut self, spool: &mut SpoolReader) -> Result<Option<(u8, Vec<u8>)>> {
         while let Some(entry) = self.retired.next() {
-            let body = spool
-                .read_at(entry.spool_offset)
-                .map_err(|error| missing(entry, &error.to_string()))?;
-            if digest(&body) != entry.digest {
-                return Err(missing(entry, "the retired spool holds another entry"));
-            }
-            let intent = match Record::decode(&body) {
-                Ok(Record::Snapshot(intent)) => intent,
-                _ => return Err(missing(entry, "its spool entry is not its snapshot")),
+            let from_spool = match self.sources.spool.as_mut() {
+                Some(spool) => from_spool(spool, entry),
+                None => Err(missing(entry, "the retired spool is closed")),
             };
-            if intent.spec.id != entry.id || intent.last_lsn != entry.last_lsn {
-                return Err(missing(entry, "the retired spool holds another intent"));
-            }
+            let (intent, body) = match from_spool {
+                Ok(found) => found,
+                Err(error) => {
+                    if self.sources.spool.take().is_some() {
+                        tracing::warn!(%error, "the retired spool failed: compaction reads the retired intents from the index");
+                    }
+                    self.read_from_index(entry)?
+                }
+            };
             if self.keep(&intent) {
                 return Ok(Some((RECORD_KIND, body)));
             }
         }
         Ok(None)
+    }
+
+    /// A retired intent read from the index (the spool failed), as its checkpoint entry.
+    fn read_from_index(&mut self, entry: Retired) -> Result<(Box<Intent>, Vec<u8>)> {
+        let Some(store) = self.sources.store.as_ref() else {
+            return Err(missing(entry, "the spool failed and the index is closed"));
+        };
+        let intent = store
+            .get(entry.id)?
+            .ok_or_else(|| missing(entry, "the spool failed and the index does not hold it"))?;
+        let body = Record::Snapshot(Box::new(intent.clone())).encode()?;
+        if intent.last_lsn != entry.last_lsn || digest(&body) != entry.digest {
+            return Err(missing(
+                entry,
+                "the spool failed and the index holds another copy",
+            ));
+        }
+        self.from_index += 1;
+        Ok((Box::new(intent), body))
     }
 
     /// Counts a finished intent out of memory: written (true; its key goes into the new
@@ -175,6 +197,24 @@ impl CheckpointEntries {
         }
         Ok(None)
     }
+}
+
+/// A retired intent read from the spool, checked against its entry.
+fn from_spool(spool: &mut SpoolReader, entry: Retired) -> Result<(Box<Intent>, Vec<u8>)> {
+    let body = spool
+        .read_at(entry.spool_offset)
+        .map_err(|error| missing(entry, &error.to_string()))?;
+    if digest(&body) != entry.digest {
+        return Err(missing(entry, "the retired spool holds another entry"));
+    }
+    let intent = match Record::decode(&body) {
+        Ok(Record::Snapshot(intent)) => intent,
+        _ => return Err(missing(entry, "its spool entry is not its snapshot")),
+    };
+    if intent.spec.id != entry.id || intent.last_lsn != entry.last_lsn {
+        return Err(missing(entry, "the retired spool holds another intent"));
+    }
+    Ok((intent, body))
 }
 
 fn missing(entry: Retired, why: &str) -> Error {

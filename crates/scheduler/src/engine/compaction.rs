@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use std::collections::{HashMap, HashSet};
 
-use super::checkpoint_entries::{CheckpointEntries, Expiry};
+use super::checkpoint_entries::{CheckpointEntries, Expiry, RetiredSources};
 use super::retire::Retired;
 use super::retired_keys::RetiredKeys;
 use super::state::{is_finished, EngineState};
@@ -84,12 +84,12 @@ struct Captured {
     expiry: Expiry,
 }
 
-/// Step 3: the intents that leave memory are in the index (flushed) before the log
-/// forgets them (the evicted ones' history lives there; the retired ones are looked up
-/// there).
 /// Intents per sled batch when compaction writes the index.
 const PUT_CHUNK: usize = 4096;
 
+/// Step 3: the intents that leave memory are in the index (flushed) before the log
+/// forgets them (the evicted ones' history lives there; the retired ones are looked up
+/// there).
 async fn put_in_index(store: Arc<dyn StateStore>, intents: Vec<Intent>) -> Result<()> {
     tokio::task::spawn_blocking(move || -> Result<()> {
         // In sled batches of a bounded size (one batch of everything held it all at once).
@@ -167,8 +167,8 @@ impl Inner {
         }
         let store = self.store();
         if self.config.index && store.is_none() {
-            // The retired intents and the previous checkpoint's finished ones are copied
-            // through the index: without it this checkpoint would forget their keys.
+            // The intents leaving memory must be in the index first (step 3), and it is
+            // the fallback for a failed spool.
             return Err(Error::Index(
                 "the index is closed (shut down or killed): not compacting".into(),
             ));
@@ -184,7 +184,9 @@ impl Inner {
         }
         let (kept, expired, retained, keys) = self.write_checkpoint(&captured).await?;
         let lsn = captured.lsn;
-        self.evict(&captured, retained, keys);
+        if self.evict(&captured, retained, keys) {
+            self.reset_spool().await?;
+        }
         let inner = self.clone();
         let deleted_segments =
             tokio::task::spawn_blocking(move || inner.log.truncate_before(lsn + 1))
@@ -214,7 +216,7 @@ impl Inner {
     /// ones inside the window), durable when this returns (temporary file, fsync, rename,
     /// directory fsync). Returns (intents written, finished intents dropped as expired
     /// that memory did not hold, finished intents written that memory does not hold by
-    /// state).
+    /// state, the filter of their keys).
     async fn write_checkpoint(
         self: &Arc<Inner>,
         captured: &Captured,
@@ -235,6 +237,7 @@ impl Inner {
         let index = self.config.index;
         let (retired, expiry) = (captured.retired.clone(), captured.expiry);
         let keys_expected = lock(&self.state).retired_keys.inserted();
+        let store = self.store();
         let inner = self.clone();
         let lsn = captured.lsn;
         tokio::task::spawn_blocking(move || {
@@ -244,15 +247,21 @@ impl Inner {
                 true => inner.log.replay()?.checkpoint,
                 false => None,
             };
-            let spool = match lock(&inner.spool).as_ref() {
-                Some(spool) => Some(spool.reader()?),
+            // A spool that cannot be opened is replaced by the index (CheckpointEntries).
+            let spool = match lock(&inner.spool).as_ref().map(|spool| spool.reader()) {
+                Some(Ok(reader)) => Some(reader),
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "the retired spool cannot be read: compaction reads the retired intents from the index");
+                    None
+                }
                 None => None,
             };
+            let sources = RetiredSources { spool, store };
             let mut entries = CheckpointEntries::new(
                 head,
                 written,
                 retired,
-                spool,
+                sources,
                 previous,
                 expiry,
                 keys_expected,
@@ -262,6 +271,12 @@ impl Inner {
                 return Err(error);
             }
             outcome?;
+            if entries.from_index > 0 {
+                tracing::warn!(
+                    from_index = entries.from_index,
+                    "retired intents copied into the checkpoint from the index (the spool failed)"
+                );
+            }
             Ok((
                 entries.kept,
                 entries.expired,
@@ -334,7 +349,7 @@ impl Inner {
         captured: &Captured,
         mut retained: HashMap<StateName, usize>,
         mut keys: RetiredKeys,
-    ) {
+    ) -> bool {
         let mut state = lock(&self.state);
         // With the index on, what this checkpoint holds of finished intents is what is
         // retained out of memory from now on.
@@ -363,16 +378,26 @@ impl Inner {
         let covered: HashSet<IntentId> = captured.retired.iter().map(|entry| entry.id).collect();
         state.retired.retain(|entry| !covered.contains(&entry.id));
         // The checkpoint holds every entry of the spool (retirement waits for compaction,
-        // so none came after the capture): it starts over.
-        if state.retired.is_empty() {
-            if let Some(spool) = lock(&self.spool).as_mut() {
-                spool.reset();
-            }
-        }
+        // so none came after the capture): it starts over (`compact_steps` resets it).
+        let spool_done = state.retired.is_empty();
         let EngineState {
             finished, folded, ..
         } = &mut *state;
         finished.retain(|id| folded.intents.contains_key(id));
+        spool_done
+    }
+
+    /// Starts the spool over and deletes its used file, off the async threads.
+    async fn reset_spool(&self) -> Result<()> {
+        let used = lock(&self.spool)
+            .as_mut()
+            .and_then(|spool| spool.reset().map(|path| (spool.fs(), path)));
+        if let Some((fs, path)) = used {
+            tokio::task::spawn_blocking(move || super::spool::Spool::delete(fs.as_ref(), &path))
+                .await
+                .map_err(task_error)?;
+        }
+        Ok(())
     }
 }
 
@@ -387,7 +412,8 @@ pub(super) fn maybe_compact(inner: &Arc<Inner>, now: u64) {
         .compacted_bytes
         .load(Ordering::Relaxed)
         .saturating_mul(2);
-    if log_bytes <= inner.config.compact_log_bytes || log_bytes <= floor {
+    let wanted = inner.compaction_wanted.load(Ordering::Acquire);
+    if !wanted && (log_bytes <= inner.config.compact_log_bytes || log_bytes <= floor) {
         return;
     }
     if lock(&inner.compaction)
@@ -399,6 +425,7 @@ pub(super) fn maybe_compact(inner: &Arc<Inner>, now: u64) {
     if inner.compacting.swap(true, Ordering::AcqRel) {
         return;
     }
+    inner.compaction_wanted.store(false, Ordering::Release);
     let task_inner = inner.clone();
     // Counted as a worker so `shutdown` waits for it (it holds the log's directory).
     inner.workers.fetch_add(1, Ordering::AcqRel);

@@ -77,6 +77,9 @@ struct Inner {
     compaction: Mutex<CompactionStatus>,
     /// True while a background compaction task runs.
     compacting: AtomicBool,
+    /// A compaction is wanted now, whatever the log's size (the retired spool broke:
+    /// retirement waits for the checkpoint that resets it).
+    compaction_wanted: AtomicBool,
     /// One compaction at a time, whether the driver or a caller started it.
     compaction_serial: tokio::sync::Mutex<()>,
     /// The index (None when `config.index` is off, or once shut down or killed, so its

@@ -199,6 +199,7 @@ impl Inner {
                 ..CompactionStatus::default()
             }),
             compacting: AtomicBool::new(false),
+            compaction_wanted: AtomicBool::new(false),
             compaction_serial: tokio::sync::Mutex::new(()),
             worker_handles: Mutex::new(Vec::new()),
             store: Mutex::new(store),

@@ -48,9 +48,25 @@ impl Inner {
             return Ok(0);
         }
         let _serial = self.compaction_serial.lock().await;
+        if lock(&self.spool)
+            .as_ref()
+            .is_some_and(|spool| spool.is_broken())
+        {
+            // Nothing can leave memory before a checkpoint resets the spool: ask for one
+            // now rather than fail (and touch the index) on every turn.
+            self.compaction_wanted.store(true, Ordering::Release);
+            return Ok(0);
+        }
+        // The intents queued now, in batches: those that finish meanwhile wait for the
+        // next call, so a compaction waiting for `compaction_serial` is not starved.
+        let queued = lock(&self.state).finished.len();
+        let rounds = queued.div_ceil(self.config.retire_batch.max(1)).max(1);
         let mut retired = 0;
-        while let Some(batch) = self.retire_batch().await? {
-            retired += batch;
+        for _ in 0..rounds {
+            match self.retire_batch().await? {
+                Some(batch) => retired += batch,
+                None => break,
+            }
         }
         Ok(retired)
     }

@@ -13,7 +13,7 @@
 //!
 //! It grows (a scalable Bloom filter: a new, larger slice when one fills) and is rebuilt
 //! at each compaction from the keys the new checkpoint keeps, so keys past the window
-//! leave it: about 1.2 bytes a key, not a whole intent.
+//! leave it: a little over a byte a key (more as slices are added), not a whole intent.
 
 use growable_bloom_filter::{GrowableBloom, GrowableBloomBuilder};
 

@@ -140,17 +140,30 @@ impl Spool {
         })
     }
 
-    /// Starts over after a checkpoint holds everything appended: the current file is
-    /// deleted (reported, not fatal, if that fails) and the next append makes a new one.
-    pub(super) fn reset(&mut self) {
-        if let Some((path, file)) = self.file.take() {
-            drop(file);
-            if let Err(error) = self.fs.remove(&path) {
-                tracing::warn!(path = %path.display(), %error, "could not delete a used retired spool (a checkpoint holds what it held)");
-            }
-        }
+    /// Starts over after a checkpoint holds everything appended: the next append makes a
+    /// new file. Returns the used file, for [`Spool::delete`] (outside any lock: it can be
+    /// large).
+    pub(super) fn reset(&mut self) -> Option<PathBuf> {
         self.len = 0;
         self.broken = false;
+        self.file.take().map(|(path, _)| path)
+    }
+
+    /// Deletes a used spool file (reported, not fatal, if that fails: a checkpoint holds
+    /// what it held).
+    pub(super) fn delete(fs: &dyn FileSystem, path: &Path) {
+        if let Err(error) = fs.remove(path) {
+            tracing::warn!(path = %path.display(), %error, "could not delete a used retired spool (a checkpoint holds what it held)");
+        }
+    }
+
+    pub(super) fn fs(&self) -> Arc<dyn FileSystem> {
+        self.fs.clone()
+    }
+
+    /// A write failed: nothing is appended before the next checkpoint resets the spool.
+    pub(super) fn is_broken(&self) -> bool {
+        self.broken
     }
 }
 
@@ -232,7 +245,9 @@ mod tests {
         // Backwards is refused, not misread.
         assert!(reader.read_at(offsets[3]).is_err());
         // A reset starts a new, empty file.
-        spool.reset();
+        if let Some(used) = spool.reset() {
+            Spool::delete(&StdFileSystem, &used);
+        }
         let files = std::fs::read_dir(dir.path()).unwrap().count();
         assert_eq!(files, 0, "the used spool is deleted");
         let again = spool.append(&bodies[..1]).unwrap();
