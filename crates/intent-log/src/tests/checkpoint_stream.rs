@@ -34,6 +34,21 @@ fn log_with_checkpoint(dir: &std::path::Path, written: &[(u8, Vec<u8>)]) -> crat
     info
 }
 
+/// Reopens the log and returns it with the reader of its checkpoint (which must be `info`).
+fn reopen_with_checkpoint(
+    dir: &std::path::Path,
+    info: &crate::CheckpointInfo,
+) -> (Log, crate::CheckpointReader) {
+    let (log, report) = Log::open(dir, Options::default()).expect("reopen");
+    assert_eq!(report.checkpoint.as_ref(), Some(info));
+    let reader = log
+        .replay()
+        .expect("replay")
+        .checkpoint
+        .expect("checkpoint");
+    (log, reader)
+}
+
 #[test]
 fn a_checkpoint_larger_than_a_read_comes_back_entry_for_entry_without_being_read_whole() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -44,13 +59,7 @@ fn a_checkpoint_larger_than_a_read_comes_back_entry_for_entry_without_being_read
         "the checkpoint must span several reads: {} bytes",
         info.bytes
     );
-    let (log, report) = Log::open(dir.path(), Options::default()).expect("reopen");
-    assert_eq!(report.checkpoint.as_ref(), Some(&info));
-    let mut reader = log
-        .replay()
-        .expect("replay")
-        .checkpoint
-        .expect("checkpoint");
+    let (_log, mut reader) = reopen_with_checkpoint(dir.path(), &info);
     assert_eq!(reader.info().entries, 1500);
     let mut read = Vec::new();
     let mut buffered_max = 0;
@@ -75,12 +84,7 @@ fn a_reader_opened_before_its_file_is_deleted_reads_it_whole() {
     let dir = tempfile::tempdir().expect("tempdir");
     let written = entries(900);
     let info = log_with_checkpoint(dir.path(), &written);
-    let (log, _) = Log::open(dir.path(), Options::default()).expect("reopen");
-    let reader = log
-        .replay()
-        .expect("replay")
-        .checkpoint
-        .expect("checkpoint");
+    let (_log, reader) = reopen_with_checkpoint(dir.path(), &info);
     fs::remove_file(&info.path).expect("delete the checkpoint under the reader");
     assert!(!info.path.exists());
     let read: Vec<(u8, Vec<u8>)> = reader
@@ -127,12 +131,7 @@ fn a_checkpoint_cut_while_being_read_ends_with_corruption_after_the_whole_entrie
     let dir = tempfile::tempdir().expect("tempdir");
     let written = entries(1500);
     let info = log_with_checkpoint(dir.path(), &written);
-    let (log, _) = Log::open(dir.path(), Options::default()).expect("reopen");
-    let reader = log
-        .replay()
-        .expect("replay")
-        .checkpoint
-        .expect("checkpoint");
+    let (_log, reader) = reopen_with_checkpoint(dir.path(), &info);
     let cut = info.bytes / 2;
     fs::OpenOptions::new()
         .write(true)
